@@ -1,0 +1,395 @@
+//! The default XDP program: load, attach, and the XSKMAP that routes packets to sockets.
+//!
+//! The program (bpf/xsk_redirect.bpf.c) redirects each packet to the AF_XDP socket
+//! registered for its rx queue in `xsks_map`, and passes it to the kernel stack when
+//! the queue has no socket.
+//!
+//! It is attached through a BPF link (`BPF_LINK_CREATE`): the attachment lives exactly
+//! as long as the link's file descriptor, so it goes away when the last socket of the
+//! interface closes *and* when the process dies, even by SIGKILL. A link can only be
+//! created on an interface that has no XDP program in that mode, so a program someone
+//! else attached is never replaced: we refuse and say so.
+//!
+//! All sockets of one process on the same interface (same network namespace, same
+//! interface index) share one attached program through [`attach`]; it is detached when
+//! the last of them drops its handle.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, Weak};
+
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::MapCore;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+
+/// The compiled program, embedded at build time.
+static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xsk_redirect.bpf.o"));
+const PROGRAM_NAME: &str = "afxdp_redirect";
+const MAP_NAME: &str = "xsks_map";
+/// Entries of `xsks_map` (AFXDP_MAX_QUEUES in the C source).
+pub const MAX_QUEUES: u32 = 256;
+
+/// The XDP attach mode asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to skb mode when the driver refuses.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode only: works on any interface, slower.
+    Skb,
+}
+
+/// The mode a program is attached in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    Native,
+    Skb,
+}
+
+impl AttachMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+        }
+    }
+
+    fn flags(&self) -> u32 {
+        match self {
+            AttachMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+            AttachMode::Skb => libbpf_sys::XDP_FLAGS_SKB_MODE,
+        }
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl XdpMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" | "default" => Ok(XdpMode::Auto),
+            "native" | "drv" | "driver" => Ok(XdpMode::Native),
+            "skb" | "generic" => Ok(XdpMode::Skb),
+            other => Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("mode={other:?} is not an XDP mode: use \"native\", \"skb\" or \"auto\""),
+            )),
+        }
+    }
+
+    fn candidates(&self) -> &'static [AttachMode] {
+        match self {
+            XdpMode::Auto => &[AttachMode::Native, AttachMode::Skb],
+            XdpMode::Native => &[AttachMode::Native],
+            XdpMode::Skb => &[AttachMode::Skb],
+        }
+    }
+
+    fn accepts(&self, mode: AttachMode) -> bool {
+        self.candidates().contains(&mode)
+    }
+}
+
+/// What the kernel reports as attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpState {
+    /// Id of the attached program, 0 when none.
+    pub prog_id: u32,
+    /// "none", "native", "skb", "hw" or "multi".
+    pub mode: &'static str,
+}
+
+/// Asks the kernel which XDP program, if any, is attached to `ifindex`.
+pub fn query(ifindex: u32) -> Result<XdpState> {
+    // SAFETY: bpf_xdp_query_opts is plain old data; zero is a valid value for it.
+    let mut opts: libbpf_sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as _;
+    // SAFETY: opts is a valid, writable options struct with sz set.
+    let rc = unsafe { libbpf_sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
+    if rc < 0 {
+        return Err(Error::os(
+            format!("querying the XDP state of interface index {ifindex}"),
+            io::Error::from_raw_os_error(-rc),
+        ));
+    }
+    let mode = match opts.attach_mode as u32 {
+        libbpf_sys::XDP_ATTACHED_NONE => "none",
+        libbpf_sys::XDP_ATTACHED_DRV => "native",
+        libbpf_sys::XDP_ATTACHED_SKB => "skb",
+        libbpf_sys::XDP_ATTACHED_HW => "hw",
+        _ => "multi",
+    };
+    let prog_id = if opts.prog_id != 0 {
+        opts.prog_id
+    } else {
+        opts.drv_prog_id.max(opts.skb_prog_id).max(opts.hw_prog_id)
+    };
+    Ok(XdpState { prog_id, mode })
+}
+
+/// The default program, attached to one interface.
+pub struct XdpProgram {
+    // Field order matters: the link is closed (detaching the program) before the
+    // object's program and map are released.
+    link: OwnedFd,
+    object: libbpf_rs::Object,
+    ifname: String,
+    ifindex: u32,
+    netns: u64,
+    mode: AttachMode,
+    prog_id: u32,
+}
+
+impl fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("ifname", &self.ifname)
+            .field("ifindex", &self.ifindex)
+            .field("mode", &self.mode)
+            .field("prog_id", &self.prog_id)
+            .finish()
+    }
+}
+
+type Registry = Mutex<HashMap<(u64, u32), Weak<XdpProgram>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// The default program on `ifname`, attached in `mode` if this process has not already
+/// attached it; shared by every socket of the process on that interface.
+pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Arc<XdpProgram>> {
+    let netns = sys::netns_id();
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    reg.retain(|_, w| w.strong_count() > 0);
+    if let Some(prog) = reg.get(&(netns, ifindex)).and_then(Weak::upgrade) {
+        if !mode.accepts(prog.mode) {
+            return Err(Error::new(
+                ErrorKind::Attach,
+                format!(
+                    "the XDP program on {ifname} is already attached in {} mode by another \
+                     socket of this process; mode={:?} cannot be honoured: open every \
+                     socket of an interface with the same mode",
+                    prog.mode,
+                    mode_name(mode)
+                ),
+            ));
+        }
+        return Ok(prog);
+    }
+    let prog = Arc::new(XdpProgram::load_and_attach(ifname, ifindex, netns, mode)?);
+    reg.insert((netns, ifindex), Arc::downgrade(&prog));
+    Ok(prog)
+}
+
+fn mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Auto => "auto",
+        XdpMode::Native => "native",
+        XdpMode::Skb => "skb",
+    }
+}
+
+fn silence_libbpf() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // libbpf prints its own diagnostics to stderr; every failure we care about is
+    // reported through our errors instead.
+    ONCE.call_once(|| {
+        libbpf_rs::set_print(None);
+    });
+}
+
+impl XdpProgram {
+    fn load_and_attach(ifname: &str, ifindex: u32, netns: u64, mode: XdpMode) -> Result<Self> {
+        silence_libbpf();
+        let state = query(ifindex)?;
+        if state.prog_id != 0 {
+            return Err(already_attached(ifname, state));
+        }
+        let object = libbpf_rs::ObjectBuilder::default()
+            .open_memory(PROGRAM_OBJECT)
+            .and_then(|open| open.load())
+            .map_err(|e| load_error(ifname, e))?;
+        let prog = object
+            .progs()
+            .find(|p| p.name() == PROGRAM_NAME)
+            .expect("the embedded object has the program");
+        let prog_fd = prog.as_fd().as_raw_fd();
+
+        let mut failures = Vec::new();
+        for &attempt in mode.candidates() {
+            // SAFETY: plain-old-data options; zero is valid, and we set sz and flags.
+            let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+            opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+            opts.flags = attempt.flags();
+            // SAFETY: prog_fd is the loaded program's descriptor (alive while `object`
+            // is), and opts is a valid options struct.
+            let fd = unsafe {
+                libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts)
+            };
+            if fd >= 0 {
+                // SAFETY: bpf_link_create returned a new descriptor that we now own.
+                let link = unsafe { OwnedFd::from_raw_fd(fd) };
+                let prog_id = query(ifindex).map(|s| s.prog_id).unwrap_or(0);
+                return Ok(XdpProgram {
+                    link,
+                    object,
+                    ifname: ifname.to_string(),
+                    ifindex,
+                    netns,
+                    mode: attempt,
+                    prog_id,
+                });
+            }
+            let errno = -fd;
+            match errno {
+                libc::EBUSY | libc::EEXIST => {
+                    let state = query(ifindex).unwrap_or_default();
+                    return Err(already_attached(ifname, state));
+                }
+                libc::EPERM | libc::EACCES => {
+                    return Err(Error::new(
+                        ErrorKind::Permission,
+                        format!(
+                            "attaching the XDP program to {ifname} needs CAP_NET_ADMIN: run \
+                             as root, or let a privileged process attach it and pass the \
+                             sockets over"
+                        ),
+                    )
+                    .with_errno(errno));
+                }
+                _ => failures.push((attempt, io::Error::from_raw_os_error(errno))),
+            }
+        }
+        let tried: Vec<String> = failures
+            .iter()
+            .map(|(m, e)| format!("{m} mode: {e}"))
+            .collect();
+        let hint = if mode == XdpMode::Native {
+            "; the driver may not support native XDP: use mode=\"skb\" or \"auto\""
+        } else {
+            ""
+        };
+        Err(Error::new(
+            ErrorKind::Attach,
+            format!(
+                "cannot attach the XDP program to {ifname} in mode={:?} ({}){hint}",
+                mode_name(mode),
+                tried.join("; ")
+            ),
+        )
+        .with_errno(failures.last().and_then(|(_, e)| e.raw_os_error()).unwrap_or(0)))
+    }
+
+    /// The mode the program is attached in.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    pub fn prog_id(&self) -> u32 {
+        self.prog_id
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    fn map_fd(&self) -> i32 {
+        let map = self
+            .object
+            .maps()
+            .find(|m| m.name() == MAP_NAME)
+            .expect("the embedded object has the map");
+        map.as_fd().as_raw_fd()
+    }
+
+    /// Routes packets of rx queue `queue` to the socket `sock_fd`.
+    pub fn register(&self, queue: u32, sock_fd: i32) -> Result<()> {
+        if queue >= MAX_QUEUES {
+            return Err(Error::new(
+                ErrorKind::InvalidQueue,
+                format!("queue {queue} is beyond the {MAX_QUEUES} queues the XDP program serves"),
+            ));
+        }
+        let key = queue;
+        let value = sock_fd as u32;
+        // SAFETY: key and value point at 4-byte values, the map's key and value sizes.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_update_elem(
+                self.map_fd(),
+                (&key as *const u32).cast(),
+                (&value as *const u32).cast(),
+                libbpf_sys::BPF_ANY as u64,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::os(
+                format!("registering the socket of {} queue {queue} in xsks_map", self.ifname),
+                io::Error::from_raw_os_error(-rc),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops routing packets of `queue` to a socket (they go to the kernel stack).
+    pub fn unregister(&self, queue: u32) {
+        let key = queue;
+        // SAFETY: key points at a 4-byte value, the map's key size. A missing entry
+        // (ENOENT) is fine.
+        unsafe { libbpf_sys::bpf_map_delete_elem(self.map_fd(), (&key as *const u32).cast()) };
+    }
+
+    #[doc(hidden)]
+    pub fn netns(&self) -> u64 {
+        self.netns
+    }
+
+    #[doc(hidden)]
+    pub fn link_fd(&self) -> i32 {
+        self.link.as_raw_fd()
+    }
+}
+
+fn already_attached(ifname: &str, state: XdpState) -> Error {
+    Error::new(
+        ErrorKind::ProgramAttached,
+        format!(
+            "{ifname} already has an XDP program attached (id {}, {} mode) that afxdp_rs did \
+             not attach; it is never replaced: detach it first (`ip link set dev {ifname} xdp \
+             off`) or use that program's XSKMAP instead of loading ours",
+            state.prog_id, state.mode
+        ),
+    )
+    .with_errno(libc::EBUSY)
+}
+
+fn load_error(ifname: &str, e: libbpf_rs::Error) -> Error {
+    if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
+        Error::new(
+            ErrorKind::Permission,
+            format!(
+                "loading the XDP program for {ifname} needs CAP_BPF and CAP_NET_ADMIN (or \
+                 root): run with those capabilities, or let a privileged process load it"
+            ),
+        )
+        .with_errno(libc::EPERM)
+    } else {
+        Error::new(
+            ErrorKind::Attach,
+            format!("loading the XDP program for {ifname} failed: {e}"),
+        )
+    }
+}

@@ -1,0 +1,832 @@
+//! The AF_XDP socket: UMEM registration, the four rings, bind, wakeups and statistics.
+//!
+//! Frame flow:
+//!
+//! ```text
+//!  rx:  pool --fill ring--> kernel --rx ring--> user batch --recycle--> pool
+//!  tx:  pool --copy + tx ring--> kernel --completion ring--> pool
+//! ```
+//!
+//! With `XDP_USE_NEED_WAKEUP` the kernel sets a flag on the fill or tx ring when it
+//! needs a system call to go on; the socket makes one only then (a `sendto` to drive
+//! tx, `poll`/`recvfrom` for rx), never once per batch for nothing.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ring::{ConsumerRing, ProducerRing, RingParts};
+use crate::sys::{self, SockaddrXdp, XdpDesc, XdpRingOffset, XdpStatistics, XdpUmemReg};
+use crate::umem::{FramePool, UmemArea, UmemConfig};
+
+#[cfg(feature = "loader")]
+use crate::program::{self, AttachMode, XdpMode, XdpProgram};
+
+/// Ethernet header plus one VLAN tag: what an interface accepts on top of its MTU.
+const L2_OVERHEAD: u32 = 14 + 4;
+/// The shortest frame worth sending: an Ethernet header.
+pub const MIN_PACKET: usize = 14;
+
+/// How to bind: copy mode, zero-copy, or whatever the driver supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// Let the kernel choose (zero-copy where the driver supports it, else copy).
+    #[default]
+    Auto,
+    /// `XDP_COPY`: always copy (QEMU's force-copy).
+    Copy,
+    /// `XDP_ZEROCOPY`: fail if the driver cannot do zero-copy.
+    ZeroCopy,
+}
+
+impl BindMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" | "default" => Ok(BindMode::Auto),
+            "copy" => Ok(BindMode::Copy),
+            "zerocopy" | "zero-copy" | "zc" => Ok(BindMode::ZeroCopy),
+            other => Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "bind={other:?} is not a bind mode: use \"copy\", \"zerocopy\" or \"auto\""
+                ),
+            )),
+        }
+    }
+}
+
+/// Everything needed to open a socket.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    pub umem: UmemConfig,
+    /// Fill ring entries (power of two).
+    pub fill_size: u32,
+    /// Completion ring entries (power of two).
+    pub comp_size: u32,
+    /// Rx ring entries (power of two), 0 for a send-only socket.
+    pub rx_size: u32,
+    /// Tx ring entries (power of two), 0 for a receive-only socket.
+    pub tx_size: u32,
+    pub bind: BindMode,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (recommended; off means a syscall every batch).
+    pub need_wakeup: bool,
+    /// XDP attach mode of the default program.
+    #[cfg(feature = "loader")]
+    pub mode: XdpMode,
+    /// Load and attach the default program (when the socket has an rx ring).
+    #[cfg(feature = "loader")]
+    pub load_program: bool,
+    /// How long to retry a bind that the kernel answers with EBUSY (a socket on the
+    /// same queue that was just closed is torn down asynchronously).
+    pub bind_retry: Duration,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig {
+            umem: UmemConfig::default(),
+            fill_size: 2048,
+            comp_size: 2048,
+            rx_size: 2048,
+            tx_size: 2048,
+            bind: BindMode::Auto,
+            need_wakeup: true,
+            #[cfg(feature = "loader")]
+            mode: XdpMode::Auto,
+            #[cfg(feature = "loader")]
+            load_program: true,
+            bind_retry: Duration::from_secs(2),
+        }
+    }
+}
+
+const MAX_RING: u32 = 1 << 20;
+
+fn check_ring(name: &str, size: u32, optional: bool) -> Result<()> {
+    if optional && size == 0 {
+        return Ok(());
+    }
+    if !size.is_power_of_two() || size > MAX_RING {
+        let zero = if optional { ", or 0 for none" } else { "" };
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "{name}={size} is not a valid ring size: use a power of two from 1 to \
+                 {MAX_RING}{zero} (e.g. {})",
+                size.checked_next_power_of_two().unwrap_or(MAX_RING).clamp(1, MAX_RING)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl SocketConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.umem.validate()?;
+        check_ring("fill_size", self.fill_size, false)?;
+        check_ring("comp_size", self.comp_size, false)?;
+        check_ring("rx_size", self.rx_size, true)?;
+        check_ring("tx_size", self.tx_size, true)?;
+        if self.rx_size == 0 && self.tx_size == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "rx_size=0 and tx_size=0: a socket needs an rx ring, a tx ring or both",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counters kept by the library (the kernel's are in [`XdpStatistics`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_completed: u64,
+    /// System calls made because the kernel asked for a wakeup (tx).
+    pub tx_wakeups: u64,
+    /// System calls made because the kernel asked for a wakeup (fill ring).
+    pub rx_wakeups: u64,
+}
+
+/// An AF_XDP socket bound to one queue of one interface, with its own UMEM.
+pub struct XskSocket {
+    // Drop order: the program registration goes first (Drop impl), then the rings are
+    // unmapped, then the socket is closed, then the UMEM reference is released.
+    #[cfg(feature = "loader")]
+    program: Option<Arc<XdpProgram>>,
+    fill: ProducerRing<u64>,
+    comp: ConsumerRing<u64>,
+    rx: Option<ConsumerRing<XdpDesc>>,
+    tx: Option<ProducerRing<XdpDesc>>,
+    fd: OwnedFd,
+    umem: Arc<UmemArea>,
+    pool: FramePool,
+    config: SocketConfig,
+    ifname: String,
+    ifindex: u32,
+    queue: u32,
+    max_packet: u32,
+    zerocopy: bool,
+    /// Frames in the tx ring or the kernel, not yet seen on the completion ring.
+    tx_outstanding: u32,
+    /// Frames handed to the user in rx batches.
+    rx_held: u32,
+    counters: Counters,
+}
+
+fn map_ring(
+    fd: BorrowedFd<'_>,
+    off: &XdpRingOffset,
+    pgoff: libc::off_t,
+    size: u32,
+    entry: usize,
+    name: &str,
+) -> Result<RingParts> {
+    let len = off.desc as usize + size as usize * entry;
+    // SAFETY: a shared mapping of the ring the kernel created for this socket at pgoff;
+    // we check the result for MAP_FAILED.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            pgoff,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(Error::last_os(format!("mapping the {name} ring")));
+    }
+    let ptr = NonNull::new(ptr.cast::<u8>()).expect("mmap returned null");
+    // SAFETY: the mapping is len bytes long and the offsets come from XDP_MMAP_OFFSETS
+    // for this very ring, which the kernel sized for `size` entries of `entry` bytes.
+    Ok(unsafe {
+        RingParts::from_mmap(
+            ptr,
+            len,
+            off.producer as usize,
+            off.consumer as usize,
+            off.flags as usize,
+            off.desc as usize,
+            size,
+        )
+    })
+}
+
+impl XskSocket {
+    /// Opens a socket on queue `queue` of `ifname` with its own UMEM, loading and
+    /// attaching the default XDP program if the config asks for it.
+    pub fn open(ifname: &str, queue: u32, config: SocketConfig) -> Result<Self> {
+        config.validate()?;
+        let ifindex = sys::if_index(ifname)?;
+        if let Some(queues) = sys::if_queue_count(ifname) {
+            if queue >= queues {
+                return Err(bad_queue(ifname, queue, Some(queues)));
+            }
+        }
+        let mtu = sys::if_mtu(ifname).map_err(|e| Error::os(format!("reading the MTU of {ifname}"), e))?;
+        let umem = Arc::new(UmemArea::new(config.umem)?);
+        let fd = sys::xsk_socket()?;
+        let fdb = fd.as_fd();
+
+        let reg = XdpUmemReg {
+            addr: umem.as_ptr() as u64,
+            len: umem.len() as u64,
+            chunk_size: config.umem.frame_size,
+            headroom: config.umem.headroom,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        sys::set_opt(fdb, sys::XDP_UMEM_REG, &reg).map_err(|e| umem_error(&config.umem, e))?;
+        let set_size = |name: libc::c_int, size: u32, what: &str| {
+            sys::set_opt(fdb, name, &size)
+                .map_err(|e| Error::os(format!("setting the {what} ring size to {size}"), e))
+        };
+        set_size(sys::XDP_UMEM_FILL_RING, config.fill_size, "fill")?;
+        set_size(sys::XDP_UMEM_COMPLETION_RING, config.comp_size, "completion")?;
+        if config.rx_size > 0 {
+            set_size(sys::XDP_RX_RING, config.rx_size, "rx")?;
+        }
+        if config.tx_size > 0 {
+            set_size(sys::XDP_TX_RING, config.tx_size, "tx")?;
+        }
+        let off = sys::mmap_offsets(fdb).map_err(|e| Error::os("reading XDP_MMAP_OFFSETS", e))?;
+        let u64s = std::mem::size_of::<u64>();
+        let descs = std::mem::size_of::<XdpDesc>();
+        let fill_parts = map_ring(fdb, &off.fr, sys::XDP_UMEM_PGOFF_FILL_RING, config.fill_size, u64s, "fill")?;
+        let comp_parts = map_ring(
+            fdb,
+            &off.cr,
+            sys::XDP_UMEM_PGOFF_COMPLETION_RING,
+            config.comp_size,
+            u64s,
+            "completion",
+        )?;
+        let rx_parts = (config.rx_size > 0)
+            .then(|| map_ring(fdb, &off.rx, sys::XDP_PGOFF_RX_RING, config.rx_size, descs, "rx"))
+            .transpose()?;
+        let tx_parts = (config.tx_size > 0)
+            .then(|| map_ring(fdb, &off.tx, sys::XDP_PGOFF_TX_RING, config.tx_size, descs, "tx"))
+            .transpose()?;
+        // SAFETY (all four): each ring was just mapped for this socket with the kernel's
+        // offsets and sizes, and this socket is its only user-space producer/consumer.
+        let fill = unsafe { ProducerRing::new(fill_parts) };
+        // SAFETY: see above.
+        let comp = unsafe { ConsumerRing::new(comp_parts) };
+        // SAFETY: see above.
+        let rx = rx_parts.map(|p| unsafe { ConsumerRing::new(p) });
+        // SAFETY: see above.
+        let tx = tx_parts.map(|p| unsafe { ProducerRing::new(p) });
+
+        // Attach the program before binding, so that "another program is attached"
+        // is reported before anything else is set up on the queue.
+        #[cfg(feature = "loader")]
+        let program = if config.load_program && config.rx_size > 0 {
+            Some(program::attach(ifname, ifindex, config.mode)?)
+        } else {
+            None
+        };
+
+        let mut flags = match config.bind {
+            BindMode::Auto => 0,
+            BindMode::Copy => sys::XDP_COPY,
+            BindMode::ZeroCopy => sys::XDP_ZEROCOPY,
+        };
+        if config.need_wakeup {
+            flags |= sys::XDP_USE_NEED_WAKEUP;
+        }
+        let addr = SockaddrXdp {
+            sxdp_family: sys::AF_XDP as u16,
+            sxdp_flags: flags,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        bind_with_retry(fdb, &addr, config.bind_retry)
+            .map_err(|e| bind_error(ifname, queue, config.bind, e))?;
+        let zerocopy = sys::is_zerocopy(fdb).map_err(|e| Error::os("reading XDP_OPTIONS", e))?;
+
+        let pool = FramePool::full(&config.umem);
+        let mut sock = XskSocket {
+            #[cfg(feature = "loader")]
+            program,
+            fill,
+            comp,
+            rx,
+            tx,
+            fd,
+            umem,
+            pool,
+            ifname: ifname.to_string(),
+            ifindex,
+            queue,
+            max_packet: config.umem.frame_size.min(mtu.saturating_add(L2_OVERHEAD)),
+            zerocopy,
+            tx_outstanding: 0,
+            rx_held: 0,
+            counters: Counters::default(),
+            config,
+        };
+        if sock.rx.is_some() {
+            sock.refill();
+        }
+        #[cfg(feature = "loader")]
+        if let Some(prog) = &sock.program {
+            prog.register(queue, sock.fd.as_raw_fd())?;
+        }
+        Ok(sock)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    pub fn config(&self) -> &SocketConfig {
+        &self.config
+    }
+
+    /// Whether the kernel really runs this socket in zero-copy mode (`XDP_OPTIONS`).
+    pub fn zerocopy(&self) -> bool {
+        self.zerocopy
+    }
+
+    /// The mode the default program is attached in, if this socket loaded it.
+    #[cfg(feature = "loader")]
+    pub fn attach_mode(&self) -> Option<AttachMode> {
+        self.program.as_ref().map(|p| p.mode())
+    }
+
+    #[cfg(feature = "loader")]
+    pub fn program(&self) -> Option<&Arc<XdpProgram>> {
+        self.program.as_ref()
+    }
+
+    pub fn umem(&self) -> &Arc<UmemArea> {
+        &self.umem
+    }
+
+    /// The largest packet [`XskSocket::send`] accepts: the frame size, or the MTU plus
+    /// an Ethernet header and a VLAN tag, whichever is smaller.
+    pub fn max_packet(&self) -> u32 {
+        self.max_packet
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Free frames in the user's pool.
+    pub fn free_frames(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Frames sent but not yet completed.
+    pub fn tx_outstanding(&self) -> u32 {
+        self.tx_outstanding
+    }
+
+    pub fn statistics(&self) -> Result<XdpStatistics> {
+        sys::statistics(self.fd()).map_err(|e| Error::os("reading XDP_STATISTICS", e))
+    }
+
+    /// Moves free frames onto the fill ring (as many as fit); returns how many.
+    pub fn refill(&mut self) -> u32 {
+        let want = self.pool.len().min(self.fill.size() as usize) as u32;
+        if want == 0 {
+            return 0;
+        }
+        let mut r = self.fill.reserve(want);
+        let n = r.len();
+        for i in 0..n {
+            let frame = self.pool.pop().expect("pool holds at least n frames");
+            r.write(i, frame);
+        }
+        r.submit_all();
+        n
+    }
+
+    fn kick_rx_if_needed(&mut self) -> Result<()> {
+        if self.config.need_wakeup && !self.fill.needs_wakeup() {
+            return Ok(());
+        }
+        self.counters.rx_wakeups += 1;
+        match sys::kick_rx(self.fd()) {
+            Ok(()) => Ok(()),
+            Err(e) if transient(&e) => Ok(()),
+            Err(e) => Err(self.io_error("waking up rx", e)),
+        }
+    }
+
+    /// Takes up to `max` received packets without waiting and appends their
+    /// descriptors to `out`. The frames now belong to the caller until it hands them
+    /// back with [`XskSocket::recycle`]. Returns how many were taken.
+    pub fn recv(&mut self, max: u32, out: &mut Vec<XdpDesc>) -> Result<u32> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "this socket was opened with rx_size=0 (send only): it cannot receive",
+            ));
+        };
+        let peek = rx.peek(max);
+        let n = peek.len();
+        out.reserve(n as usize);
+        let mut bytes = 0u64;
+        for i in 0..n {
+            let d = peek.read(i);
+            bytes += d.len as u64;
+            out.push(d);
+        }
+        peek.release_all();
+        self.rx_held += n;
+        self.counters.rx_packets += n as u64;
+        self.counters.rx_bytes += bytes;
+        if n == 0 {
+            self.refill();
+            self.kick_rx_if_needed()?;
+        }
+        Ok(n)
+    }
+
+    /// Hands received frames (any address inside each frame) back; they go on the
+    /// fill ring again.
+    pub fn recycle(&mut self, addrs: impl IntoIterator<Item = u64>) {
+        for addr in addrs {
+            self.pool.push(self.umem.frame_of(addr));
+            self.rx_held = self.rx_held.saturating_sub(1);
+        }
+        if self.rx.is_some() {
+            self.refill();
+        }
+    }
+
+    /// Like [`XskSocket::recv`], waiting up to `timeout` (forever if `None`) for at
+    /// least one packet.
+    pub fn recv_wait(
+        &mut self,
+        max: u32,
+        out: &mut Vec<XdpDesc>,
+        timeout: Option<Duration>,
+    ) -> Result<u32> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let n = self.recv(max, out)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let Some(wait) = remaining(deadline) else {
+                return Ok(0);
+            };
+            self.poll(libc::POLLIN, wait)?;
+        }
+    }
+
+    /// Waits up to `timeout` for `events` (POLLIN/POLLOUT) on the socket.
+    pub fn poll(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+        match sys::poll(self.fd(), events, ms) {
+            Ok(rev) => {
+                if rev & (libc::POLLERR | libc::POLLNVAL) != 0 {
+                    return Err(Error::new(
+                        ErrorKind::Os,
+                        format!(
+                            "the AF_XDP socket on {} queue {} reported an error (is the \
+                             interface still there?)",
+                            self.ifname, self.queue
+                        ),
+                    ));
+                }
+                Ok(rev & events != 0)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(self.io_error("poll", e)),
+        }
+    }
+
+    /// Moves completed tx frames back to the pool; returns how many.
+    pub fn complete(&mut self) -> u32 {
+        let peek = self.comp.peek(self.comp.size());
+        let n = peek.len();
+        for i in 0..n {
+            let addr = peek.read(i);
+            self.pool.push(self.umem.frame_of(addr));
+        }
+        peek.release_all();
+        self.tx_outstanding -= n.min(self.tx_outstanding);
+        self.counters.tx_completed += n as u64;
+        n
+    }
+
+    fn tx_ring(&mut self) -> Result<&mut ProducerRing<XdpDesc>> {
+        self.tx.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                "this socket was opened with tx_size=0 (receive only): it cannot send",
+            )
+        })
+    }
+
+    /// Checks that a packet of `len` bytes can be sent.
+    pub fn check_packet(&self, index: usize, len: usize) -> Result<()> {
+        if len > self.max_packet as usize {
+            return Err(Error::new(
+                ErrorKind::PacketSize,
+                format!(
+                    "packet {index} is {len} bytes, larger than the {} bytes a frame on {} \
+                     can carry (frame_size={}, MTU+18={}): split it, or raise the MTU \
+                     and use frame_size=4096",
+                    self.max_packet,
+                    self.ifname,
+                    self.config.umem.frame_size,
+                    sys::if_mtu(&self.ifname).map(|m| m + L2_OVERHEAD).unwrap_or(0),
+                ),
+            ));
+        }
+        if len < MIN_PACKET {
+            return Err(Error::new(
+                ErrorKind::PacketSize,
+                format!(
+                    "packet {index} is {len} bytes, shorter than an Ethernet header \
+                     ({MIN_PACKET} bytes): nothing was sent"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Kicks the kernel to transmit, if it asked for it (or always without
+    /// need_wakeup). Transient refusals (EAGAIN, EBUSY, ENOBUFS) are not errors: the
+    /// frames stay on the ring for the next kick.
+    pub fn kick_tx(&mut self) -> Result<()> {
+        let Some(tx) = self.tx.as_ref() else {
+            return Ok(());
+        };
+        if self.config.need_wakeup && !tx.needs_wakeup() {
+            return Ok(());
+        }
+        self.counters.tx_wakeups += 1;
+        match sys::kick_tx(self.fd()) {
+            Ok(()) => Ok(()),
+            Err(e) if transient(&e) => Ok(()),
+            Err(e) => Err(self.io_error("sending", e)),
+        }
+    }
+
+    /// Queues as many of `packets` as fit now (free frames and tx ring space), copying
+    /// each into a frame; returns how many. Every packet is checked first: if one is
+    /// too large or too small, nothing is queued and the error names it.
+    pub fn send_some<P: AsRef<[u8]>>(&mut self, packets: &[P]) -> Result<usize> {
+        for (i, p) in packets.iter().enumerate() {
+            self.check_packet(i, p.as_ref().len())?;
+        }
+        self.queue_checked(packets)
+    }
+
+    fn queue_checked<P: AsRef<[u8]>>(&mut self, packets: &[P]) -> Result<usize> {
+        self.tx_ring()?;
+        self.complete();
+        let want = packets.len().min(self.pool.len()).min(u32::MAX as usize) as u32;
+        let umem = Arc::clone(&self.umem);
+        let pool = &mut self.pool;
+        let tx = self.tx.as_mut().expect("checked above");
+        let mut r = tx.reserve(want);
+        let n = r.len();
+        let mut bytes = 0u64;
+        for i in 0..n {
+            let data = packets[i as usize].as_ref();
+            let frame = pool.pop().expect("pool holds at least n frames");
+            // SAFETY: the frame came from the free pool, so the user owns it and the
+            // kernel is not touching it; data.len() <= max_packet <= frame_size was
+            // checked, so the range stays inside the frame.
+            unsafe { umem.slice_mut(frame, data.len() as u32) }.copy_from_slice(data);
+            r.write(
+                i,
+                XdpDesc {
+                    addr: frame,
+                    len: data.len() as u32,
+                    options: 0,
+                },
+            );
+            bytes += data.len() as u64;
+        }
+        r.submit_all();
+        self.tx_outstanding += n;
+        self.counters.tx_packets += n as u64;
+        self.counters.tx_bytes += bytes;
+        if n > 0 {
+            self.kick_tx()?;
+        }
+        Ok(n as usize)
+    }
+
+    /// Queues all `packets`, waiting up to `timeout` (forever if `None`) for frames or
+    /// ring space; returns how many were queued (fewer only when the time ran out).
+    pub fn send<P: AsRef<[u8]>>(&mut self, packets: &[P], timeout: Option<Duration>) -> Result<usize> {
+        for (i, p) in packets.iter().enumerate() {
+            self.check_packet(i, p.as_ref().len())?;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut sent = 0;
+        let mut idle = 0u32;
+        loop {
+            let n = self.queue_checked(&packets[sent..])?;
+            sent += n;
+            if sent == packets.len() {
+                return Ok(sent);
+            }
+            if n == 0 {
+                // Out of frames or tx slots: drive the kernel and wait for completions.
+                self.kick_tx()?;
+                if self.complete() == 0 {
+                    idle += 1;
+                    let Some(wait) = remaining(deadline) else {
+                        return Ok(sent);
+                    };
+                    backoff(idle, wait);
+                } else {
+                    idle = 0;
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` (forever if `None`) until every queued packet has been
+    /// sent (seen on the completion ring). Returns whether it got there.
+    pub fn flush(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut idle = 0u32;
+        loop {
+            self.complete();
+            if self.tx_outstanding == 0 {
+                return Ok(true);
+            }
+            self.kick_tx()?;
+            if self.complete() > 0 {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            let Some(wait) = remaining(deadline) else {
+                return Ok(false);
+            };
+            backoff(idle, wait);
+        }
+    }
+
+    fn io_error(&self, what: &str, e: io::Error) -> Error {
+        match e.raw_os_error() {
+            Some(libc::ENETDOWN) => Error::new(
+                ErrorKind::Os,
+                format!("{what} on {}: the interface is down (bring it up: ip link set dev {} up)", self.ifname, self.ifname),
+            )
+            .with_errno(libc::ENETDOWN),
+            Some(libc::ENXIO) | Some(libc::ENODEV) => Error::new(
+                ErrorKind::Os,
+                format!("{what} on {}: the interface is gone", self.ifname),
+            )
+            .with_errno(libc::ENXIO),
+            _ => Error::os(format!("{what} on {} queue {}", self.ifname, self.queue), e),
+        }
+    }
+}
+
+impl Drop for XskSocket {
+    fn drop(&mut self) {
+        #[cfg(feature = "loader")]
+        if let Some(prog) = &self.program {
+            prog.unregister(self.queue);
+        }
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR)
+    )
+}
+
+/// Time left until `deadline`: `None` when it has passed, `Some(None)` without one.
+fn remaining(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(d) => {
+            let now = Instant::now();
+            (now < d).then(|| Some(d - now))
+        }
+    }
+}
+
+/// Spin briefly, then yield, then sleep a little: a blocked sender neither burns a
+/// core for long nor adds latency when the kernel catches up quickly.
+fn backoff(idle: u32, limit: Option<Duration>) {
+    if idle < 16 {
+        std::hint::spin_loop();
+    } else if idle < 64 {
+        std::thread::yield_now();
+    } else {
+        let nap = Duration::from_micros(50);
+        std::thread::sleep(limit.map_or(nap, |l| l.min(nap)));
+    }
+}
+
+fn bind_with_retry(fd: BorrowedFd<'_>, addr: &SockaddrXdp, retry: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + retry;
+    loop {
+        match sys::bind(fd, addr) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn bad_queue(ifname: &str, queue: u32, queues: Option<u32>) -> Error {
+    let have = match queues {
+        Some(1) => format!("{ifname} has 1 queue: use queue 0"),
+        Some(n) => format!("{ifname} has {n} queues: use 0 to {}", n - 1),
+        None => format!("check the queues of {ifname} with `ethtool -l {ifname}`"),
+    };
+    Error::new(
+        ErrorKind::InvalidQueue,
+        format!("queue {queue} does not exist: {have}"),
+    )
+    .with_errno(libc::EINVAL)
+}
+
+fn bind_error(ifname: &str, queue: u32, mode: BindMode, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EINVAL) => {
+            let queues = sys::if_queue_count(ifname);
+            if queues.is_some_and(|n| queue >= n) {
+                return bad_queue(ifname, queue, queues);
+            }
+            Error::os(format!("binding to {ifname} queue {queue}"), e)
+        }
+        Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if mode == BindMode::ZeroCopy => Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "the driver of {ifname} cannot do zero-copy AF_XDP: use bind=\"auto\" (falls \
+                 back to copy mode) or bind=\"copy\""
+            ),
+        )
+        .with_errno(libc::EOPNOTSUPP),
+        Some(libc::EBUSY) => Error::new(
+            ErrorKind::Busy,
+            format!(
+                "{ifname} queue {queue} is in use by another AF_XDP socket (or a closed one \
+                 the kernel has not torn down yet): close it, or pick another queue"
+            ),
+        )
+        .with_errno(libc::EBUSY),
+        Some(libc::ENETDOWN) => Error::new(
+            ErrorKind::Os,
+            format!("{ifname} is down: bring it up first (ip link set dev {ifname} up)"),
+        )
+        .with_errno(libc::ENETDOWN),
+        _ => Error::os(format!("binding to {ifname} queue {queue}"), e),
+    }
+}
+
+fn umem_error(cfg: &UmemConfig, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM) => {
+            let bytes = cfg.len();
+            Error::new(
+                ErrorKind::Memlock,
+                format!(
+                    "registering the UMEM ({bytes} bytes: {} frames of {}) failed ({e}): the \
+                     process may lock too little memory. It needs RLIMIT_MEMLOCK of at least \
+                     {bytes} bytes ({} KiB) or CAP_IPC_LOCK: run `ulimit -l {}` (or \
+                     unlimited), set LimitMEMLOCK= for a service, or use fewer frames",
+                    cfg.frame_count,
+                    cfg.frame_size,
+                    bytes.div_ceil(1024),
+                    bytes.div_ceil(1024),
+                ),
+            )
+            .with_errno(e.raw_os_error().unwrap_or(0))
+        }
+        _ => Error::os("registering the UMEM (XDP_UMEM_REG)", e),
+    }
+}

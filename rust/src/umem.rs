@@ -1,0 +1,279 @@
+//! The UMEM: the packet memory an AF_XDP socket shares with the kernel.
+//!
+//! A UMEM is one page-aligned area split into equal frames (2048 or 4096 bytes in the
+//! aligned mode used here). The kernel writes received packets into frames the user
+//! offered on the fill ring and reads packets to send from frames named in tx
+//! descriptors. A frame address is its byte offset from the start of the area.
+//!
+//! At any time each frame belongs to exactly one party: the user's free pool, the fill
+//! ring, the kernel, an rx batch the user holds, the tx ring, or the completion ring.
+//! [`FramePool`] is the user's free pool: a LIFO stack, so the frame handed out next is
+//! the one most recently used and likely still in cache.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Frame sizes the kernel accepts in aligned mode.
+pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
+
+/// The frame geometry of a UMEM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UmemConfig {
+    /// Bytes per frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Number of frames.
+    pub frame_count: u32,
+    /// Bytes the kernel leaves free before each received packet (for user headers).
+    pub headroom: u32,
+}
+
+impl Default for UmemConfig {
+    fn default() -> Self {
+        UmemConfig {
+            frame_size: 4096,
+            frame_count: 4096,
+            headroom: 0,
+        }
+    }
+}
+
+impl UmemConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !FRAME_SIZES.contains(&self.frame_size) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "frame_size={} is not allowed: use 2048 or 4096 (aligned UMEM frames)",
+                    self.frame_size
+                ),
+            ));
+        }
+        if self.frame_count == 0 || self.frame_count > (1 << 22) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "frame_count={} is out of range: use 1 to {} frames",
+                    self.frame_count,
+                    1u32 << 22
+                ),
+            ));
+        }
+        // The kernel needs room for its own XDP headroom (256 bytes) and a minimal
+        // packet after the user's headroom.
+        let max_headroom = self.frame_size / 2;
+        if self.headroom > max_headroom {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "headroom={} is too large for frame_size={}: use at most {max_headroom}",
+                    self.headroom, self.frame_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Size of the area in bytes.
+    pub fn len(&self) -> usize {
+        self.frame_size as usize * self.frame_count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frame_count == 0
+    }
+}
+
+/// The mmapped packet area. It stays mapped as long as anything holds it: a socket,
+/// or an rx batch whose frames a user is still reading after the socket closed.
+pub struct UmemArea {
+    ptr: NonNull<u8>,
+    len: usize,
+    config: UmemConfig,
+}
+
+// SAFETY: UmemArea owns a plain memory mapping; concurrent access to frames is governed
+// by frame ownership (each frame has one owner at a time), enforced by its users.
+unsafe impl Send for UmemArea {}
+// SAFETY: as above; UmemArea itself has no interior state besides the mapping.
+unsafe impl Sync for UmemArea {}
+
+impl UmemArea {
+    /// Maps a zeroed, page-aligned area for `config`.
+    pub fn new(config: UmemConfig) -> Result<Self> {
+        config.validate()?;
+        let len = config.len();
+        // SAFETY: an anonymous private mapping with no address hint; the kernel picks a
+        // page-aligned address. We check for MAP_FAILED below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::last_os(format!(
+                "mapping a UMEM of {len} bytes ({} frames of {})",
+                config.frame_count, config.frame_size
+            )));
+        }
+        Ok(UmemArea {
+            ptr: NonNull::new(ptr.cast()).expect("mmap returned null"),
+            len,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> UmemConfig {
+        self.config
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `[addr, addr + len)` lies inside one frame of this UMEM.
+    #[inline]
+    pub fn contains(&self, addr: u64, len: u32) -> bool {
+        let fs = self.config.frame_size as u64;
+        let end = addr.saturating_add(len as u64);
+        end <= self.len as u64 && (len == 0 || addr / fs == (end - 1) / fs)
+    }
+
+    /// The frame base address of any address inside the frame.
+    #[inline]
+    pub fn frame_of(&self, addr: u64) -> u64 {
+        addr & !(self.config.frame_size as u64 - 1)
+    }
+
+    /// The bytes at `[addr, addr + len)`.
+    ///
+    /// # Safety
+    /// The range must be inside one frame ([`UmemArea::contains`]) and the caller must
+    /// own that frame (the kernel is not writing it) for the lifetime of the slice.
+    #[inline]
+    pub unsafe fn slice(&self, addr: u64, len: u32) -> &[u8] {
+        std::slice::from_raw_parts(self.ptr.as_ptr().add(addr as usize), len as usize)
+    }
+
+    /// The writable bytes at `[addr, addr + len)`.
+    ///
+    /// # Safety
+    /// As for [`UmemArea::slice`], and no other reference to the range may exist.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, addr: u64, len: u32) -> &mut [u8] {
+        std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(addr as usize), len as usize)
+    }
+}
+
+impl Drop for UmemArea {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly the mapping made in new(); nothing borrows it any
+        // more (borrowers hold an Arc<UmemArea>).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The user's free frames: a LIFO stack of frame base addresses.
+#[derive(Debug, Default)]
+pub struct FramePool {
+    free: Vec<u64>,
+}
+
+impl FramePool {
+    /// A pool holding every frame of a UMEM with this geometry.
+    pub fn full(config: &UmemConfig) -> Self {
+        // Push in reverse so the lowest addresses are handed out first.
+        let free = (0..config.frame_count as u64)
+            .rev()
+            .map(|i| i * config.frame_size as u64)
+            .collect();
+        FramePool { free }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    #[inline]
+    pub fn pop(&mut self) -> Option<u64> {
+        self.free.pop()
+    }
+
+    #[inline]
+    pub fn push(&mut self, frame: u64) {
+        self.free.push(frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_validation_names_the_value() {
+        let bad = UmemConfig {
+            frame_size: 3000,
+            ..Default::default()
+        };
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(err.message().contains("frame_size=3000"), "{err}");
+        let bad = UmemConfig {
+            frame_count: 0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().message().contains("frame_count=0"));
+    }
+
+    #[test]
+    fn pool_is_lifo_and_complete() {
+        let cfg = UmemConfig {
+            frame_size: 2048,
+            frame_count: 4,
+            headroom: 0,
+        };
+        let mut pool = FramePool::full(&cfg);
+        assert_eq!(pool.pop(), Some(0));
+        assert_eq!(pool.pop(), Some(2048));
+        pool.push(0);
+        assert_eq!(pool.pop(), Some(0));
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn bounds() {
+        let area = UmemArea::new(UmemConfig {
+            frame_size: 2048,
+            frame_count: 2,
+            headroom: 0,
+        })
+        .unwrap();
+        assert!(area.contains(0, 2048));
+        assert!(!area.contains(1, 2048), "crosses into the next frame");
+        assert!(area.contains(2048 + 100, 1948));
+        assert!(!area.contains(4096, 1), "past the end");
+        assert!(!area.contains(u64::MAX - 1, 10));
+        assert_eq!(area.frame_of(2048 + 300), 2048);
+    }
+}
