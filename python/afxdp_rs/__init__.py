@@ -1,0 +1,56 @@
+"""afxdp_rs: AF_XDP sockets for Python, with a Rust core.
+
+Open an :class:`XskSocket` on an interface queue, receive batches of packets without
+copying, and send batches of bytes-like packets with one call::
+
+    import afxdp_rs
+
+    with afxdp_rs.XskSocket("eth0", 0) as sock:
+        with sock.recv(max=64, timeout=1.0) as batch:
+            for frame in batch:
+                print(len(frame), bytes(frame[:14]).hex())
+        sock.send([b"\\xff" * 60])
+        sock.flush(timeout=1.0)
+"""
+
+from __future__ import annotations
+
+from afxdp_rs._afxdp import FRAME_SIZES, Frame, RxBatch, XskSocket, __version__
+from afxdp_rs.errors import (
+    AfXdpError,
+    AttachError,
+    BatchInUseError,
+    BatchReleasedError,
+    BusyError,
+    ConfigError,
+    InterfaceNotFoundError,
+    MemlockError,
+    PacketSizeError,
+    PrivilegeError,
+    ProgramAttachedError,
+    QueueError,
+    SocketClosedError,
+    XdpOSError,
+)
+
+__all__ = [
+    "FRAME_SIZES",
+    "AfXdpError",
+    "AttachError",
+    "BatchInUseError",
+    "BatchReleasedError",
+    "BusyError",
+    "ConfigError",
+    "Frame",
+    "InterfaceNotFoundError",
+    "MemlockError",
+    "PacketSizeError",
+    "PrivilegeError",
+    "ProgramAttachedError",
+    "QueueError",
+    "RxBatch",
+    "SocketClosedError",
+    "XdpOSError",
+    "XskSocket",
+    "__version__",
+]

@@ -1,0 +1,82 @@
+"""Exceptions raised by afxdp_rs.
+
+Every exception derives from :class:`AfXdpError` and from the built-in exception a
+Python user would expect (``ValueError`` for bad arguments, ``PermissionError`` for
+missing privileges, ``OSError`` for system failures), so both ``except AfXdpError`` and
+the usual built-in handlers work. Messages name the offending value and say what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AfXdpError",
+    "AttachError",
+    "BatchInUseError",
+    "BatchReleasedError",
+    "BusyError",
+    "ConfigError",
+    "InterfaceNotFoundError",
+    "MemlockError",
+    "PacketSizeError",
+    "PrivilegeError",
+    "ProgramAttachedError",
+    "QueueError",
+    "SocketClosedError",
+    "XdpOSError",
+]
+
+
+class AfXdpError(Exception):
+    """Base class of every afxdp_rs error."""
+
+
+class InterfaceNotFoundError(AfXdpError, LookupError):
+    """No network interface of that name in the current network namespace."""
+
+
+class QueueError(AfXdpError, ValueError):
+    """The interface has no queue of that id."""
+
+
+class ConfigError(AfXdpError, ValueError):
+    """A size, count, mode or timeout is not valid."""
+
+
+class PacketSizeError(AfXdpError, ValueError):
+    """A packet is larger than a frame (or the MTU allows), or too short to send."""
+
+
+class SocketClosedError(AfXdpError, ValueError):
+    """The socket was closed."""
+
+
+class PrivilegeError(AfXdpError, PermissionError):
+    """A capability is missing (CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF)."""
+
+
+class MemlockError(AfXdpError, OSError):
+    """The UMEM could not be registered: RLIMIT_MEMLOCK is too low."""
+
+
+class ProgramAttachedError(AfXdpError, RuntimeError):
+    """Another XDP program is attached to the interface; afxdp_rs never replaces it."""
+
+
+class AttachError(AfXdpError, OSError):
+    """The XDP program could not be loaded or attached in the requested mode."""
+
+
+class BusyError(AfXdpError, OSError):
+    """The queue is in use by another AF_XDP socket."""
+
+
+class XdpOSError(AfXdpError, OSError):
+    """Any other failed system call."""
+
+
+class BatchReleasedError(AfXdpError, ValueError):
+    """A frame was used after its batch went back to the kernel."""
+
+
+class BatchInUseError(AfXdpError, BufferError):
+    """A batch cannot be released while memoryviews of its frames are alive."""

@@ -1,0 +1,213 @@
+"""A veth test bed in a network namespace, built with pyroute2.
+
+AF_XDP needs a real interface. A veth pair is one on every Linux machine: packets sent
+into one end come out of the other, and the veth driver runs XDP programs natively.
+:class:`VethTestbed` creates a namespace holding both ends, moves the calling thread
+into it for the duration of a ``with`` block, and removes everything afterwards, also
+when the block raises.
+
+Two kinds of namespace:
+
+* ``ephemeral=True``: an unnamed namespace (``unshare``). It dies with the last thread
+  or socket in it, so even a process killed by SIGKILL leaves nothing behind. Used by
+  the demo and the benchmarks.
+* ``ephemeral=False``: a named namespace (visible in ``ip netns list``, so it can be
+  inspected with ``ip netns exec NAME ...`` while the test runs), deleted on exit.
+
+Entering a namespace is per thread: sockets must be opened by the thread that entered
+(or by threads it starts afterwards).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import socket
+import struct
+from types import TracebackType
+
+from pyroute2 import IPRoute, netns
+
+__all__ = ["VethTestbed", "enter_netns", "ETH_P_AFXDP_TEST"]
+
+CLONE_NEWNET = 0x40000000
+#: An EtherType from the local experimental range (IEEE 802 "local experimental 1").
+ETH_P_AFXDP_TEST = 0x88B5
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PATTERN = bytes(range(256))
+# IFLA_XDP_ATTACHED as pyroute2 decodes it (names in recent versions, numbers before).
+_XDP_MODES: dict[object, str] = {
+    None: "none",
+    0: "none",
+    1: "native",
+    2: "skb",
+    3: "hw",
+    4: "multi",
+    "xdp": "native",
+    "xdpgeneric": "skb",
+    "xdpoffload": "hw",
+    "xdpmulti": "multi",
+}
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def enter_netns(fd: int) -> None:
+    """Moves the calling thread into the network namespace open at ``fd``."""
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns(CLONE_NEWNET)")
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError:
+        pass  # IPv6 compiled out: nothing to silence.
+
+
+class VethTestbed:
+    """A veth pair ``(inner, peer)`` inside a fresh network namespace.
+
+    Inside the ``with`` block the calling thread is in the namespace: open an
+    :class:`afxdp_rs.XskSocket` on ``inner`` (or ``peer``) and use :meth:`packet_socket`
+    for the other end.
+    """
+
+    def __init__(
+        self,
+        *,
+        ephemeral: bool = False,
+        queues: int = 1,
+        prefix: str = "afxdp",
+        mtu: int = 1500,
+    ) -> None:
+        if queues < 1:
+            raise ValueError(f"queues={queues}: a veth needs at least 1 queue")
+        self.ephemeral = ephemeral
+        self.queues = queues
+        self.mtu = mtu
+        self.name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.inner = "xdp0"
+        self.peer = "xdp1"
+        self.inner_mac = "02:00:00:00:00:01"
+        self.peer_mac = "02:00:00:00:00:02"
+        self._home: int | None = None
+        self._created = False
+
+    def __enter__(self) -> VethTestbed:
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            if self.ephemeral:
+                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            else:
+                netns.create(self.name)
+                self._created = True
+                fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
+                try:
+                    enter_netns(fd)
+                finally:
+                    os.close(fd)
+            self._build()
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._teardown()
+
+    def _build(self) -> None:
+        # Quiet links: no IPv6 autoconfiguration chatter on the wire.
+        _write_sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1")
+        _write_sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1")
+        with IPRoute() as ipr:
+            ipr.link(
+                "add",
+                ifname=self.inner,
+                kind="veth",
+                peer={
+                    "ifname": self.peer,
+                    "num_rx_queues": self.queues,
+                    "num_tx_queues": self.queues,
+                },
+                num_rx_queues=self.queues,
+                num_tx_queues=self.queues,
+            )
+            for name, mac in ((self.inner, self.inner_mac), (self.peer, self.peer_mac)):
+                (idx,) = ipr.link_lookup(ifname=name)
+                ipr.link("set", index=idx, address=mac, mtu=self.mtu)
+                ipr.link("set", index=idx, state="up")
+            (lo,) = ipr.link_lookup(ifname="lo")
+            ipr.link("set", index=lo, state="up")
+
+    def _teardown(self) -> None:
+        home, self._home = self._home, None
+        if home is not None:
+            try:
+                enter_netns(home)
+            finally:
+                os.close(home)
+        if self._created:
+            self._created = False
+            netns.remove(self.name)
+
+    def link_stats(self, ifname: str) -> dict[str, int]:
+        """The interface's counters (rx_packets, tx_packets, rx_dropped, ...)."""
+        with IPRoute() as ipr:
+            (link,) = ipr.get_links(ifname=ifname)
+            stats = link.get_attr("IFLA_STATS64")
+            return {k: int(v) for k, v in stats.items()} if stats else {}
+
+    def xdp_state(self, ifname: str) -> tuple[str, int]:
+        """The interface's XDP attachment as ``(mode, prog_id)``.
+
+        ``mode`` is "none", "native", "skb", "hw" or "multi"; ``prog_id`` is 0 when no
+        program is attached.
+        """
+        with IPRoute() as ipr:
+            (link,) = ipr.get_links(ifname=ifname)
+            xdp = link.get_attr("IFLA_XDP")
+            if xdp is None:
+                return ("none", 0)
+            raw = xdp.get_attr("IFLA_XDP_ATTACHED")
+            mode = _XDP_MODES.get(raw, str(raw))
+            return (mode, int(xdp.get_attr("IFLA_XDP_PROG_ID") or 0))
+
+    def packet_socket(self, ifname: str, rcvbuf: int = 32 << 20) -> socket.socket:
+        """An AF_PACKET socket bound to ``ifname`` for the test EtherType."""
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST))
+        # SO_RCVBUFFORCE (root) lifts the rmem_max cap so bursts are not dropped.
+        s.setsockopt(socket.SOL_SOCKET, 33, rcvbuf)
+        s.bind((ifname, ETH_P_AFXDP_TEST))
+        return s
+
+    def frame(self, seq: int, size: int, *, to_inner: bool = True) -> bytes:
+        """A test frame of ``size`` bytes carrying ``seq``, with a payload derived from it."""
+        dst, src = (self.inner_mac, self.peer_mac) if to_inner else (self.peer_mac, self.inner_mac)
+        head = (
+            bytes.fromhex(dst.replace(":", ""))
+            + bytes.fromhex(src.replace(":", ""))
+            + struct.pack("!HI", ETH_P_AFXDP_TEST, seq)
+        )
+        n = size - len(head)
+        start = seq & 0xFF
+        reps = (start + n) // 256 + 1
+        return head + (_PATTERN * reps)[start : start + n]
+
+
+def packet_statistics(sock: socket.socket) -> tuple[int, int]:
+    """(packets, drops) of an AF_PACKET socket since the last call (PACKET_STATISTICS)."""
+    raw = sock.getsockopt(263, 6, 8)  # SOL_PACKET, PACKET_STATISTICS
+    packets, drops = struct.unpack("II", raw)
+    return packets, drops

@@ -1,0 +1,644 @@
+//! PyO3 bindings: argument conversion, GIL release and error mapping. No packet logic
+//! lives here; it calls into [`crate::socket`].
+//!
+//! Locking rule: the socket's mutex is only ever taken with the GIL released
+//! (`py.detach`), so a thread blocked in a wait never holds the GIL and another thread
+//! holding the GIL never waits for the socket while the first one waits for the GIL.
+//! Rx batches give their frames back through a separate, short-lived lock (the return
+//! queue), which the socket drains on its next call.
+#![allow(unsafe_code)]
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::error::{Error, ErrorKind};
+use crate::socket::{BindMode, SocketConfig, XskSocket};
+use crate::sys::XdpDesc;
+use crate::umem::{UmemArea, UmemConfig};
+
+mod errors {
+    pyo3::import_exception!(afxdp_rs.errors, InterfaceNotFoundError);
+    pyo3::import_exception!(afxdp_rs.errors, QueueError);
+    pyo3::import_exception!(afxdp_rs.errors, ConfigError);
+    pyo3::import_exception!(afxdp_rs.errors, PacketSizeError);
+    pyo3::import_exception!(afxdp_rs.errors, SocketClosedError);
+    pyo3::import_exception!(afxdp_rs.errors, PrivilegeError);
+    pyo3::import_exception!(afxdp_rs.errors, MemlockError);
+    pyo3::import_exception!(afxdp_rs.errors, ProgramAttachedError);
+    pyo3::import_exception!(afxdp_rs.errors, AttachError);
+    pyo3::import_exception!(afxdp_rs.errors, BusyError);
+    pyo3::import_exception!(afxdp_rs.errors, XdpOSError);
+    pyo3::import_exception!(afxdp_rs.errors, BatchReleasedError);
+    pyo3::import_exception!(afxdp_rs.errors, BatchInUseError);
+}
+
+fn to_py(e: Error) -> PyErr {
+    let msg = e.message().to_string();
+    match e.kind() {
+        ErrorKind::InterfaceNotFound => errors::InterfaceNotFoundError::new_err(msg),
+        ErrorKind::InvalidQueue => errors::QueueError::new_err(msg),
+        ErrorKind::InvalidConfig => errors::ConfigError::new_err(msg),
+        ErrorKind::PacketSize => errors::PacketSizeError::new_err(msg),
+        ErrorKind::Closed => errors::SocketClosedError::new_err(msg),
+        ErrorKind::Permission => errors::PrivilegeError::new_err(msg),
+        ErrorKind::Memlock => errors::MemlockError::new_err(msg),
+        ErrorKind::ProgramAttached => errors::ProgramAttachedError::new_err(msg),
+        ErrorKind::Attach => errors::AttachError::new_err(msg),
+        ErrorKind::Busy => errors::BusyError::new_err(msg),
+        ErrorKind::Os => errors::XdpOSError::new_err(msg),
+    }
+}
+
+fn config_err(msg: String) -> PyErr {
+    errors::ConfigError::new_err(msg)
+}
+
+/// A non-negative integer argument that fits in u32, or an error naming it.
+fn u32_arg(name: &str, value: i64) -> PyResult<u32> {
+    u32::try_from(value).map_err(|_| {
+        config_err(format!(
+            "{name}={value} is out of range: use a non-negative integer below 2**32"
+        ))
+    })
+}
+
+/// A timeout in seconds (None: wait forever), or an error naming it.
+fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => Err(config_err(format!(
+            "timeout={t} is not valid: use None (wait forever), 0 (do not wait) or a \
+             positive number of seconds"
+        ))),
+    }
+}
+
+/// How long one GIL-free wait may last before we look at Python signals (Ctrl-C).
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// Runs `step` with the GIL released, in slices of at most [`SIGNAL_SLICE`], checking
+/// for signals between slices, until it reports completion or `timeout` runs out.
+/// `step` gets the time it may wait and returns `Some(result)` when done.
+fn sliced_wait<R, F>(py: Python<'_>, timeout: Option<Duration>, mut step: F) -> PyResult<Option<R>>
+where
+    R: Send,
+    F: FnMut(Duration) -> Result<Option<R>, Error> + Send,
+{
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            None => SIGNAL_SLICE,
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE),
+        };
+        if let Some(r) = py.detach(|| step(slice)).map_err(to_py)? {
+            return Ok(Some(r));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        py.check_signals()?;
+    }
+}
+
+/// State shared by a socket and the rx batches it handed out.
+struct Shared {
+    umem: Arc<UmemArea>,
+    /// Frames given back by batches, waiting for the socket to put them on the fill
+    /// ring.
+    returns: Mutex<Vec<u64>>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn give_back(&self, descs: &[XdpDesc]) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut r = lock(&self.returns);
+        r.extend(descs.iter().map(|d| d.addr));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An AF_XDP socket on one queue of one interface.
+#[pyclass(frozen, module = "afxdp_rs._afxdp", name = "XskSocket")]
+pub struct PySocket {
+    inner: Mutex<Option<XskSocket>>,
+    shared: Arc<Shared>,
+    #[pyo3(get)]
+    ifname: String,
+    #[pyo3(get)]
+    queue: u32,
+    #[pyo3(get)]
+    zerocopy: bool,
+    #[pyo3(get)]
+    attach_mode: Option<&'static str>,
+    #[pyo3(get)]
+    frame_size: u32,
+    #[pyo3(get)]
+    max_packet: u32,
+    fd: i32,
+}
+
+impl PySocket {
+    /// Runs `f` on the open socket with the GIL released, after putting frames that
+    /// batches gave back onto the fill ring.
+    fn with_socket<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut XskSocket) -> Result<R, Error> + Send,
+    ) -> PyResult<R> {
+        py.detach(|| self.locked(f)).map_err(to_py)
+    }
+
+    fn locked<R>(&self, f: impl FnOnce(&mut XskSocket) -> Result<R, Error>) -> Result<R, Error> {
+        let mut guard = lock(&self.inner);
+        let sock = guard.as_mut().ok_or_else(Error::closed)?;
+        let returned = std::mem::take(&mut *lock(&self.shared.returns));
+        if !returned.is_empty() {
+            sock.recycle(returned);
+        }
+        f(sock)
+    }
+}
+
+#[pymethods]
+impl PySocket {
+    #[new]
+    #[pyo3(signature = (
+        ifname, queue = 0, *, mode = "auto", bind = "auto", frame_size = 4096,
+        frame_count = 4096, headroom = 0, fill_size = 2048, comp_size = 2048,
+        rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        ifname: &str,
+        queue: i64,
+        mode: &str,
+        bind: &str,
+        frame_size: i64,
+        frame_count: i64,
+        headroom: i64,
+        fill_size: i64,
+        comp_size: i64,
+        rx_size: i64,
+        tx_size: i64,
+        need_wakeup: bool,
+        load_program: bool,
+    ) -> PyResult<Self> {
+        let queue = u32::try_from(queue).map_err(|_| {
+            errors::QueueError::new_err(format!(
+                "queue={queue} is not a queue id: use a non-negative integer (0 for the first queue)"
+            ))
+        })?;
+        let config = SocketConfig {
+            umem: UmemConfig {
+                frame_size: u32_arg("frame_size", frame_size)?,
+                frame_count: u32_arg("frame_count", frame_count)?,
+                headroom: u32_arg("headroom", headroom)?,
+            },
+            fill_size: u32_arg("fill_size", fill_size)?,
+            comp_size: u32_arg("comp_size", comp_size)?,
+            rx_size: u32_arg("rx_size", rx_size)?,
+            tx_size: u32_arg("tx_size", tx_size)?,
+            bind: BindMode::parse(bind).map_err(to_py)?,
+            need_wakeup,
+            mode: crate::program::XdpMode::parse(mode).map_err(to_py)?,
+            load_program,
+            ..SocketConfig::default()
+        };
+        let ifname_owned = ifname.to_string();
+        let sock = py
+            .detach(|| XskSocket::open(&ifname_owned, queue, config))
+            .map_err(to_py)?;
+        use std::os::fd::AsRawFd;
+        Ok(PySocket {
+            shared: Arc::new(Shared {
+                umem: Arc::clone(sock.umem()),
+                returns: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
+            }),
+            ifname: ifname.to_string(),
+            queue,
+            zerocopy: sock.zerocopy(),
+            attach_mode: sock.attach_mode().map(|m| m.as_str()),
+            frame_size: sock.config().umem.frame_size,
+            max_packet: sock.max_packet(),
+            fd: sock.fd().as_raw_fd(),
+            inner: Mutex::new(Some(sock)),
+        })
+    }
+
+    /// Receives up to `max` packets as one batch, waiting up to `timeout` seconds
+    /// (None: until a packet arrives; 0: not at all). The batch may be empty when the
+    /// time ran out. Frames stay owned by the batch until it is released.
+    #[pyo3(signature = (max = 64, timeout = None))]
+    fn recv(&self, py: Python<'_>, max: i64, timeout: Option<f64>) -> PyResult<RxBatch> {
+        let max = u32_arg("max", max)?;
+        if max == 0 {
+            return Err(config_err("max=0: ask for at least one packet".into()));
+        }
+        let timeout = timeout_arg(timeout)?;
+        let mut descs = Vec::with_capacity(max as usize);
+        let got = sliced_wait(py, timeout, |slice| {
+            self.locked(|s| {
+                let n = s.recv_wait(max, &mut descs, Some(slice))?;
+                Ok((n > 0).then_some(()))
+            })
+        })?;
+        if got.is_none() {
+            descs.clear();
+        }
+        Ok(RxBatch {
+            shared: Arc::clone(&self.shared),
+            descs,
+            state: Mutex::new(BatchState::default()),
+        })
+    }
+
+    /// Sends a sequence of bytes-like packets (bytes, bytearray, memoryview, Frame).
+    /// Waits up to `timeout` seconds (None: as long as needed) for free frames and tx
+    /// ring space; returns how many were queued, which is fewer than `len(packets)`
+    /// only when the time ran out. Each packet is checked before any is queued.
+    #[pyo3(signature = (packets, timeout = None))]
+    fn send(&self, py: Python<'_>, packets: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<usize> {
+        let timeout = timeout_arg(timeout)?;
+        let mut buffers = Vec::new();
+        for (i, obj) in packets.try_iter()?.enumerate() {
+            let obj = obj?;
+            let buf = PyBuffer::<u8>::get(&obj).map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "packet {i} is a {}, not a bytes-like object: pass bytes, bytearray or memoryview",
+                    obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })?;
+            if !buf.is_c_contiguous() {
+                return Err(PyTypeError::new_err(format!(
+                    "packet {i} is not a contiguous buffer: pass bytes(...) of it"
+                )));
+            }
+            buffers.push(buf);
+        }
+        let slices: Vec<&[u8]> = buffers
+            .iter()
+            // SAFETY: each PyBuffer holds a contiguous export of len_bytes() bytes that
+            // stays valid while `buffers` lives, which outlasts `slices`.
+            .map(|b| unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes()) })
+            .collect();
+        self.with_socket(py, |s| {
+            for (i, p) in slices.iter().enumerate() {
+                s.check_packet(i, p.len())?;
+            }
+            Ok(())
+        })?;
+        let mut sent = 0usize;
+        let total = slices.len();
+        let done = sliced_wait(py, timeout, |slice| {
+            self.locked(|s| {
+                sent += s.send(&slices[sent..], Some(slice))?;
+                Ok((sent == total).then_some(()))
+            })
+        })?;
+        let _ = done;
+        Ok(sent)
+    }
+
+    /// Waits up to `timeout` seconds (None: as long as needed) until every queued
+    /// packet has left (is on the completion ring). Returns whether all did.
+    #[pyo3(signature = (timeout = None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout_arg(timeout)?;
+        let done = sliced_wait(py, timeout, |slice| {
+            self.locked(|s| Ok(s.flush(Some(slice))?.then_some(())))
+        })?;
+        Ok(done.is_some())
+    }
+
+    /// Waits up to `timeout` seconds for a packet to receive; returns whether one is
+    /// there. Packets stay in the ring for the next recv().
+    #[pyo3(signature = (timeout = None))]
+    fn wait_readable(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout_arg(timeout)?;
+        let ready = sliced_wait(py, timeout, |slice| {
+            self.locked(|s| {
+                s.refill();
+                Ok(s.poll(libc::POLLIN, Some(slice))?.then_some(()))
+            })
+        })?;
+        Ok(ready.is_some())
+    }
+
+    /// The kernel's XDP_STATISTICS counters and the library's own, as a dict.
+    fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (k, c, free, outstanding) =
+            self.with_socket(py, |s| Ok((s.statistics()?, s.counters(), s.free_frames(), s.tx_outstanding())))?;
+        let d = PyDict::new(py);
+        d.set_item("rx_dropped", k.rx_dropped)?;
+        d.set_item("rx_invalid_descs", k.rx_invalid_descs)?;
+        d.set_item("tx_invalid_descs", k.tx_invalid_descs)?;
+        d.set_item("rx_ring_full", k.rx_ring_full)?;
+        d.set_item("rx_fill_ring_empty_descs", k.rx_fill_ring_empty_descs)?;
+        d.set_item("tx_ring_empty_descs", k.tx_ring_empty_descs)?;
+        d.set_item("rx_packets", c.rx_packets)?;
+        d.set_item("rx_bytes", c.rx_bytes)?;
+        d.set_item("tx_packets", c.tx_packets)?;
+        d.set_item("tx_bytes", c.tx_bytes)?;
+        d.set_item("tx_completed", c.tx_completed)?;
+        d.set_item("tx_wakeups", c.tx_wakeups)?;
+        d.set_item("rx_wakeups", c.rx_wakeups)?;
+        d.set_item("free_frames", free)?;
+        d.set_item("tx_outstanding", outstanding)?;
+        Ok(d)
+    }
+
+    /// The socket's file descriptor (for select/poll/selectors and asyncio).
+    fn fileno(&self) -> PyResult<i32> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(to_py(Error::closed()));
+        }
+        Ok(self.fd)
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the socket: unregisters it from the XDP program (detaching the program
+    /// if this was the last socket of the interface) and frees the rings. Batches
+    /// still held stay readable until released. Closing twice is allowed.
+    fn close(&self, py: Python<'_>) {
+        let sock = py.detach(|| lock(&self.inner).take());
+        self.shared.closed.store(true, Ordering::Release);
+        lock(&self.shared.returns).clear();
+        py.detach(|| drop(sock));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!(
+            "<XskSocket {} queue {} {} mode={} zerocopy={}>",
+            self.ifname,
+            self.queue,
+            state,
+            self.attach_mode.unwrap_or("none"),
+            self.zerocopy
+        )
+    }
+}
+
+#[derive(Default)]
+struct BatchState {
+    released: bool,
+    /// Live buffer exports (memoryviews) of this batch's frames.
+    exports: usize,
+}
+
+/// Packets received by one `recv()` call. Index it (or iterate) for `Frame` objects;
+/// release it (or leave its `with` block) to give the frames back to the kernel.
+#[pyclass(frozen, sequence, module = "afxdp_rs._afxdp")]
+pub struct RxBatch {
+    shared: Arc<Shared>,
+    descs: Vec<XdpDesc>,
+    state: Mutex<BatchState>,
+}
+
+impl RxBatch {
+    fn check_live(&self) -> PyResult<MutexGuard<'_, BatchState>> {
+        let st = lock(&self.state);
+        if st.released {
+            return Err(errors::BatchReleasedError::new_err(
+                "this batch was released: its frames went back to the kernel and may hold \
+                 other packets now; copy data (bytes(frame)) before releasing",
+            ));
+        }
+        Ok(st)
+    }
+
+    fn index(&self, i: isize) -> PyResult<usize> {
+        let n = self.descs.len() as isize;
+        let j = if i < 0 { i + n } else { i };
+        if j < 0 || j >= n {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "frame index {i} out of range for a batch of {n}"
+            )));
+        }
+        Ok(j as usize)
+    }
+
+    /// The bytes of frame `i`, valid while `_st` (the state lock) shows it live.
+    fn data(&self, _st: &MutexGuard<'_, BatchState>, i: usize) -> &[u8] {
+        let d = self.descs[i];
+        // SAFETY: the descriptor came from the kernel's rx ring, so it lies inside the
+        // UMEM; the frame belongs to this batch until it is released, which the caller
+        // has checked under the state lock. The UMEM stays mapped through `shared`.
+        unsafe { self.shared.umem.slice(d.addr, d.len) }
+    }
+}
+
+#[pymethods]
+impl RxBatch {
+    fn __len__(&self) -> usize {
+        self.descs.len()
+    }
+
+    fn __getitem__(slf: &Bound<'_, Self>, i: isize) -> PyResult<Frame> {
+        let this = slf.get();
+        let index = this.index(i)?;
+        drop(this.check_live()?);
+        Ok(Frame {
+            batch: slf.clone().unbind(),
+            index,
+        })
+    }
+
+    /// The length of each packet.
+    fn lengths(&self) -> Vec<u32> {
+        self.descs.iter().map(|d| d.len).collect()
+    }
+
+    /// Copies every packet out as a list of bytes.
+    fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let st = self.check_live()?;
+        let items: Vec<Bound<'py, PyBytes>> = (0..self.descs.len())
+            .map(|i| PyBytes::new(py, self.data(&st, i)))
+            .collect();
+        PyList::new(py, items)
+    }
+
+    #[getter]
+    fn released(&self) -> bool {
+        lock(&self.state).released
+    }
+
+    /// Gives the frames back to the kernel (fill ring). Raises BatchInUseError while
+    /// a memoryview of one of its frames is alive. Releasing twice is allowed.
+    fn release(&self) -> PyResult<()> {
+        let mut st = lock(&self.state);
+        if st.released {
+            return Ok(());
+        }
+        if st.exports > 0 {
+            return Err(errors::BatchInUseError::new_err(format!(
+                "{} memoryview(s) of this batch's frames are still alive: release them \
+                 (memoryview.release() or del) before releasing the batch, so that no view \
+                 reads a frame the kernel reuses",
+                st.exports
+            )));
+        }
+        st.released = true;
+        self.shared.give_back(&self.descs);
+        Ok(())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let st = lock(&self.state);
+        format!(
+            "<RxBatch {} packets{}>",
+            self.descs.len(),
+            if st.released { " released" } else { "" }
+        )
+    }
+}
+
+impl Drop for RxBatch {
+    fn drop(&mut self) {
+        // Dropped without release(): the frames still go back.
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !st.released {
+            st.released = true;
+            self.shared.give_back(&self.descs);
+        }
+    }
+}
+
+/// One received packet: a zero-copy, writable buffer over its UMEM frame. Use
+/// `memoryview(frame)`, `bytes(frame)` or anything that takes a buffer. Any use after
+/// its batch was released raises BatchReleasedError.
+#[pyclass(frozen, module = "afxdp_rs._afxdp")]
+pub struct Frame {
+    batch: Py<RxBatch>,
+    index: usize,
+}
+
+#[pymethods]
+impl Frame {
+    fn __len__(&self) -> PyResult<usize> {
+        let batch = self.batch.get();
+        drop(batch.check_live()?);
+        Ok(batch.descs[self.index].len as usize)
+    }
+
+    fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let batch = self.batch.get();
+        let st = batch.check_live()?;
+        Ok(PyBytes::new(py, batch.data(&st, self.index)))
+    }
+
+    /// Offset of the packet in the UMEM.
+    #[getter]
+    fn addr(&self) -> u64 {
+        self.batch.get().descs[self.index].addr
+    }
+
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        let (ptr, len) = {
+            let this = slf.get();
+            let batch = this.batch.get();
+            let mut st = batch.check_live()?;
+            let data = batch.data(&st, this.index);
+            let span = (data.as_ptr(), data.len());
+            st.exports += 1;
+            span
+        };
+        // SAFETY: view is the Py_buffer CPython passed us to fill. The buffer points
+        // into a frame this batch owns; release() refuses to hand the frame back while
+        // `exports` > 0, so the memory stays ours for the life of the view, and the
+        // view holds a reference to this Frame (and so to the batch and the UMEM).
+        unsafe {
+            (*view).obj = slf.into_any().into_ptr();
+            (*view).buf = ptr as *mut std::ffi::c_void;
+            (*view).len = len as ffi::Py_ssize_t;
+            (*view).readonly = 0;
+            (*view).itemsize = 1;
+            (*view).format = if flags & ffi::PyBUF_FORMAT != 0 {
+                c"B".as_ptr().cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).ndim = 1;
+            (*view).shape = if flags & ffi::PyBUF_ND != 0 {
+                &mut (*view).len
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+                &mut (*view).itemsize
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        let mut st = lock(&self.batch.get().state);
+        st.exports = st.exports.saturating_sub(1);
+    }
+
+    fn __repr__(&self) -> String {
+        let batch = self.batch.get();
+        let st = lock(&batch.state);
+        let d = batch.descs[self.index];
+        if st.released {
+            format!("<Frame addr={} len={} released>", d.addr, d.len)
+        } else {
+            format!("<Frame addr={} len={}>", d.addr, d.len)
+        }
+    }
+}
+
+#[pymodule]
+fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySocket>()?;
+    m.add_class::<RxBatch>()?;
+    m.add_class::<Frame>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;
+    Ok(())
+}
