@@ -162,6 +162,12 @@ class VethTestbed:
             self._created = False
             netns.remove(self.name)
 
+    def set_mtu(self, ifname: str, mtu: int) -> None:
+        """Changes the MTU of one end of the pair."""
+        with IPRoute() as ipr:
+            (idx,) = ipr.link_lookup(ifname=ifname)
+            ipr.link("set", index=idx, mtu=mtu)
+
     def link_stats(self, ifname: str) -> dict[str, int]:
         """The interface's counters (rx_packets, tx_packets, rx_dropped, ...)."""
         with IPRoute() as ipr:

@@ -39,16 +39,18 @@ impl Default for UmemConfig {
     }
 }
 
+/// The error for a frame size the kernel does not accept.
+pub fn frame_size_error(value: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        format!("frame_size={value} is not allowed: use 2048 or 4096 (aligned UMEM frames)"),
+    )
+}
+
 impl UmemConfig {
     pub fn validate(&self) -> Result<()> {
         if !FRAME_SIZES.contains(&self.frame_size) {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!(
-                    "frame_size={} is not allowed: use 2048 or 4096 (aligned UMEM frames)",
-                    self.frame_size
-                ),
-            ));
+            return Err(frame_size_error(self.frame_size));
         }
         if self.frame_count == 0 || self.frame_count > (1 << 22) {
             return Err(Error::new(

@@ -206,7 +206,8 @@ impl PySocket {
         })?;
         let config = SocketConfig {
             umem: UmemConfig {
-                frame_size: u32_arg("frame_size", frame_size)?,
+                frame_size: u32::try_from(frame_size)
+                    .map_err(|_| to_py(crate::umem::frame_size_error(frame_size)))?,
                 frame_count: u32_arg("frame_count", frame_count)?,
                 headroom: u32_arg("headroom", headroom)?,
             },

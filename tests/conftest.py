@@ -1,0 +1,40 @@
+"""Shared fixtures: every test here talks to the real kernel on a veth test bed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from afxdp_rs.testbed import VethTestbed
+
+# AF_XDP sockets, XDP programs and network namespaces need root (CAP_NET_ADMIN,
+# CAP_NET_RAW, CAP_BPF, CAP_SYS_ADMIN). CI runs as root and sets AFXDP_REQUIRE_ROOT=1,
+# so there a missing privilege fails the run instead of skipping tests.
+NEEDS_ROOT = (
+    "needs root: AF_XDP sockets, XDP programs and network namespaces need "
+    "CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (run the tests with sudo)"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("AFXDP_REQUIRE_ROOT") == "1":
+        raise pytest.UsageError(NEEDS_ROOT + "; AFXDP_REQUIRE_ROOT=1 forbids skipping")
+    skip = pytest.mark.skip(reason=NEEDS_ROOT)
+    for item in items:
+        if "kernel" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kernel: talks to the real kernel (needs root)")
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[VethTestbed]:
+    """One veth pair in a fresh named namespace per test module, removed afterwards."""
+    with VethTestbed() as tb:
+        yield tb

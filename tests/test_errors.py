@@ -1,0 +1,210 @@
+"""Bad input and misuse: each raises a specific exception whose message names the value
+and says what to do. Frame views never read a frame that went back to the kernel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import afxdp_rs
+from afxdp_rs.testbed import VethTestbed
+
+pytestmark = pytest.mark.kernel
+
+
+def test_unknown_interface(bed: VethTestbed) -> None:
+    with pytest.raises(afxdp_rs.InterfaceNotFoundError, match="'nosuchif0'|\"nosuchif0\""):
+        afxdp_rs.XskSocket("nosuchif0", 0)
+    with pytest.raises(LookupError):
+        afxdp_rs.XskSocket("", 0)
+
+
+def test_queue_the_interface_does_not_have(bed: VethTestbed) -> None:
+    with pytest.raises(afxdp_rs.QueueError, match=r"queue 5 does not exist.*has 1 queue"):
+        afxdp_rs.XskSocket(bed.inner, 5)
+    with pytest.raises(afxdp_rs.QueueError, match=r"queue=-1"):
+        afxdp_rs.XskSocket(bed.inner, -1)
+    assert bed.xdp_state(bed.inner) == ("none", 0), "nothing left attached after the error"
+
+
+@pytest.mark.parametrize("name", ["fill_size", "comp_size", "rx_size", "tx_size"])
+def test_ring_size_not_power_of_two(bed: VethTestbed, name: str) -> None:
+    with pytest.raises(afxdp_rs.ConfigError, match=rf"{name}=1000 .*power of two.*1024"):
+        afxdp_rs.XskSocket(bed.inner, 0, **{name: 1000})
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3000, 8192, -2048])
+def test_frame_size_not_allowed(bed: VethTestbed, size: int) -> None:
+    with pytest.raises(afxdp_rs.ConfigError, match=rf"frame_size={size}\b.*2048 or 4096"):
+        afxdp_rs.XskSocket(bed.inner, 0, frame_size=size)
+
+
+def test_other_bad_settings(bed: VethTestbed) -> None:
+    with pytest.raises(afxdp_rs.ConfigError, match="frame_count=-1"):
+        afxdp_rs.XskSocket(bed.inner, 0, frame_count=-1)
+    with pytest.raises(afxdp_rs.ConfigError, match="frame_count=0"):
+        afxdp_rs.XskSocket(bed.inner, 0, frame_count=0)
+    with pytest.raises(afxdp_rs.ConfigError, match="headroom=4000"):
+        afxdp_rs.XskSocket(bed.inner, 0, headroom=4000)
+    with pytest.raises(afxdp_rs.ConfigError, match=r"mode=\"turbo\""):
+        afxdp_rs.XskSocket(bed.inner, 0, mode="turbo")
+    with pytest.raises(afxdp_rs.ConfigError, match=r"bind=\"fast\""):
+        afxdp_rs.XskSocket(bed.inner, 0, bind="fast")
+    with pytest.raises(afxdp_rs.ConfigError, match="rx_size=0 and tx_size=0"):
+        afxdp_rs.XskSocket(bed.inner, 0, rx_size=0, tx_size=0)
+
+
+def test_zero_copy_on_veth_says_so(bed: VethTestbed) -> None:
+    with pytest.raises(afxdp_rs.ConfigError, match="cannot do zero-copy.*bind=\"auto\""):
+        afxdp_rs.XskSocket(bed.inner, 0, bind="zerocopy")
+    # The default falls back to copy mode and reports it.
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        assert sock.zerocopy is False
+
+
+def test_packet_sizes(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        assert sock.max_packet == 1500 + 18
+        with pytest.raises(afxdp_rs.PacketSizeError, match=r"packet 1 is 2000 bytes.*1518"):
+            sock.send([b"\x00" * 64, b"\x00" * 2000])
+        with pytest.raises(afxdp_rs.PacketSizeError, match=r"packet 0 is 0 bytes"):
+            sock.send([b""])
+        with pytest.raises(TypeError, match="packet 0 is a int"):
+            sock.send([5])  # type: ignore[list-item]
+        stats = sock.statistics()
+        assert stats["tx_packets"] == 0, "a rejected batch sends nothing"
+    # With a jumbo MTU the frame is the limit.
+    bed.set_mtu(bed.inner, 4000)
+    try:
+        with afxdp_rs.XskSocket(bed.inner, 0, frame_size=2048) as sock:
+            assert sock.max_packet == 2048
+            with pytest.raises(afxdp_rs.PacketSizeError, match=r"2049 bytes.*frame_size=2048"):
+                sock.send([b"\x00" * 2049])
+    finally:
+        bed.set_mtu(bed.inner, bed.mtu)
+
+
+def test_use_after_close(bed: VethTestbed) -> None:
+    sock = afxdp_rs.XskSocket(bed.inner, 0)
+    sock.close()
+    assert sock.closed
+    for call in (
+        lambda: sock.recv(1, timeout=0),
+        lambda: sock.send([b"\x00" * 64]),
+        lambda: sock.flush(timeout=0),
+        sock.statistics,
+        sock.fileno,
+    ):
+        with pytest.raises(afxdp_rs.SocketClosedError, match="closed"):
+            call()
+
+
+def test_bad_timeouts_and_max(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        with pytest.raises(afxdp_rs.ConfigError, match="timeout=-1"):
+            sock.recv(1, timeout=-1)
+        with pytest.raises(afxdp_rs.ConfigError, match="timeout=NaN"):
+            sock.flush(timeout=float("nan"))
+        with pytest.raises(afxdp_rs.ConfigError, match="max=0"):
+            sock.recv(0)
+
+
+def _one_batch(bed: VethTestbed, sock: afxdp_rs.XskSocket, n: int) -> afxdp_rs.RxBatch:
+    with bed.packet_socket(bed.peer) as sender:
+        for seq in range(n):
+            sender.send(bed.frame(seq, 100))
+    batch = sock.recv(n, timeout=2.0)
+    assert len(batch) == n
+    return batch
+
+
+def test_views_never_outlive_their_batch(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        batch = _one_batch(bed, sock, 4)
+        frame = batch[0]
+        last = batch[-1]
+        assert bytes(last) == bed.frame(3, 100)
+        view = memoryview(frame)
+        assert view.nbytes == 100 and view.format == "B" and not view.readonly
+        assert bytes(view) == bed.frame(0, 100)
+        with pytest.raises(afxdp_rs.BatchInUseError, match="1 memoryview"):
+            batch.release()
+        assert not batch.released
+        view.release()
+        batch.release()
+        assert batch.released
+        batch.release()  # releasing twice is fine
+        with pytest.raises(afxdp_rs.BatchReleasedError):
+            bytes(frame)
+        with pytest.raises(afxdp_rs.BatchReleasedError):
+            memoryview(frame)
+        with pytest.raises(afxdp_rs.BatchReleasedError):
+            len(frame)
+        with pytest.raises(afxdp_rs.BatchReleasedError):
+            batch[1]
+        with pytest.raises(afxdp_rs.BatchReleasedError):
+            batch.to_list()
+        with pytest.raises(IndexError, match="frame index 4 out of range"):
+            batch[4]
+
+
+def test_writable_views_and_context_manager(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        with _one_batch(bed, sock, 2) as batch:
+            view = memoryview(batch[1])
+            view[0:6] = b"\xaa" * 6  # e.g. rewrite a MAC in place before forwarding
+            assert bytes(batch[1])[:6] == b"\xaa" * 6
+            del view
+        assert batch.released
+        # Frames went back to the kernel and are reused for new packets.
+        again = _one_batch(bed, sock, 2)
+        assert bytes(again[1]) == bed.frame(1, 100)
+        again.release()
+
+
+def test_batch_survives_socket_close(bed: VethTestbed) -> None:
+    sock = afxdp_rs.XskSocket(bed.inner, 0)
+    batch = _one_batch(bed, sock, 1)
+    sock.close()
+    # The UMEM stays mapped while the batch holds it.
+    assert bytes(batch[0]) == bed.frame(0, 100)
+    batch.release()
+
+
+_CHILD = """
+import sys, time, afxdp_rs
+sock = afxdp_rs.XskSocket(sys.argv[1], 0)
+print(sock.attach_mode, flush=True)
+time.sleep(60)
+"""
+
+
+def test_foreign_program_is_never_replaced_and_sigkill_detaches(bed: VethTestbed) -> None:
+    """Another process's program blocks us; killing that process removes it."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, bed.inner], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "native"
+        mode, prog_id = bed.xdp_state(bed.inner)
+        assert mode == "native" and prog_id != 0
+        with pytest.raises(afxdp_rs.ProgramAttachedError, match=rf"id {prog_id}.*never replaced"):
+            afxdp_rs.XskSocket(bed.inner, 0)
+        assert bed.xdp_state(bed.inner) == (mode, prog_id), "the other program is untouched"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    # The bpf_link dies with the process; the kernel releases it shortly after.
+    for _ in range(200):
+        if bed.xdp_state(bed.inner) == ("none", 0):
+            break
+        time.sleep(0.01)
+    assert bed.xdp_state(bed.inner) == ("none", 0)
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        assert sock.attach_mode == "native"
