@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,8 @@ def test_queue_the_interface_does_not_have(bed: VethTestbed) -> None:
 @pytest.mark.parametrize("name", ["fill_size", "comp_size", "rx_size", "tx_size"])
 def test_ring_size_not_power_of_two(bed: VethTestbed, name: str) -> None:
     with pytest.raises(afxdp_rs.ConfigError, match=rf"{name}=1000 .*power of two.*1024"):
-        afxdp_rs.XskSocket(bed.inner, 0, **{name: 1000})
+        kwargs: dict[str, Any] = {name: 1000}
+        afxdp_rs.XskSocket(bed.inner, 0, **kwargs)
 
 
 @pytest.mark.parametrize("size", [0, 1000, 3000, 8192, -2048])
@@ -60,7 +62,7 @@ def test_other_bad_settings(bed: VethTestbed) -> None:
 
 
 def test_zero_copy_on_veth_says_so(bed: VethTestbed) -> None:
-    with pytest.raises(afxdp_rs.ConfigError, match="cannot do zero-copy.*bind=\"auto\""):
+    with pytest.raises(afxdp_rs.ConfigError, match='cannot do zero-copy.*bind="auto"'):
         afxdp_rs.XskSocket(bed.inner, 0, bind="zerocopy")
     # The default falls back to copy mode and reports it.
     with afxdp_rs.XskSocket(bed.inner, 0) as sock:

@@ -50,13 +50,13 @@ def test_receive_10k_byte_exact(bed: VethTestbed, mode: str) -> None:
                     assert len(batch) > 0, f"timed out with {got}/{CHUNK} of chunk {start}"
                     for frame in batch:
                         data = bytes(frame)
-                        seq = seq_of(data)
-                        if seq is None:
+                        found = seq_of(data)
+                        if found is None:
                             other += 1
                             continue
-                        if seq in received:
+                        if found in received:
                             duplicates += 1
-                        received[seq] = data
+                        received[found] = data
                         got += 1
         stats = sock.statistics()
     sender.close()
@@ -83,7 +83,9 @@ def test_send_10k_in_order_byte_exact(bed: VethTestbed, mode: str) -> None:
     with afxdp_rs.XskSocket(bed.inner, 0, mode=mode) as sock:
         assert sock.attach_mode == mode
         for start in range(0, COUNT, CHUNK):
-            packets = [bed.frame(s, size_of(s), to_inner=False) for s in range(start, start + CHUNK)]
+            packets = [
+                bed.frame(s, size_of(s), to_inner=False) for s in range(start, start + CHUNK)
+            ]
             assert sock.send(packets, timeout=5.0) == CHUNK
             assert sock.flush(timeout=5.0)
             while len(arrived) < start + CHUNK:
@@ -156,9 +158,7 @@ def test_recv_timeout_returns_empty_batch(bed: VethTestbed) -> None:
 
 def test_send_only_socket_on_the_peer_needs_no_program(bed: VethTestbed) -> None:
     """A tx-only socket (rx_size=0) loads no program; its packets reach the inner end."""
-    with afxdp_rs.XskSocket(bed.inner, 0) as rx, afxdp_rs.XskSocket(
-        bed.peer, 0, rx_size=0
-    ) as tx:
+    with afxdp_rs.XskSocket(bed.inner, 0) as rx, afxdp_rs.XskSocket(bed.peer, 0, rx_size=0) as tx:
         assert tx.attach_mode is None
         assert bed.xdp_state(bed.peer) == ("none", 0)
         frames = [bed.frame(s, 64) for s in range(100)]

@@ -88,7 +88,7 @@ impl Error {
         self.errno
     }
 
-    pub(crate) fn closed() -> Self {
+    pub fn closed() -> Self {
         Error::new(
             ErrorKind::Closed,
             "the socket is closed; open a new XskSocket to send or receive again",

@@ -291,7 +291,12 @@ impl XdpProgram {
                 tried.join("; ")
             ),
         )
-        .with_errno(failures.last().and_then(|(_, e)| e.raw_os_error()).unwrap_or(0)))
+        .with_errno(
+            failures
+                .last()
+                .and_then(|(_, e)| e.raw_os_error())
+                .unwrap_or(0),
+        ))
     }
 
     /// The mode the program is attached in.
@@ -337,7 +342,10 @@ impl XdpProgram {
         };
         if rc < 0 {
             return Err(Error::os(
-                format!("registering the socket of {} queue {queue} in xsks_map", self.ifname),
+                format!(
+                    "registering the socket of {} queue {queue} in xsks_map",
+                    self.ifname
+                ),
                 io::Error::from_raw_os_error(-rc),
             ));
         }

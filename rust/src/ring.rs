@@ -250,7 +250,13 @@ impl<T: Copy> Ring<T> {
     #[inline(always)]
     fn slot(&self, index: u32) -> *mut T {
         // SAFETY: index & mask < size, and the entries array holds size entries of T.
-        unsafe { self.parts.entries.as_ptr().cast::<T>().add((index & self.mask) as usize) }
+        unsafe {
+            self.parts
+                .entries
+                .as_ptr()
+                .cast::<T>()
+                .add((index & self.mask) as usize)
+        }
     }
 }
 
@@ -273,7 +279,10 @@ impl<T: Copy> ProducerRing<T> {
     pub(crate) unsafe fn new(parts: RingParts) -> Self {
         let ring = Ring::new(parts);
         let cached_prod = ring.producer().load(Ordering::Relaxed);
-        let cached_cons = ring.consumer().load(Ordering::Acquire).wrapping_add(ring.parts.size);
+        let cached_cons = ring
+            .consumer()
+            .load(Ordering::Acquire)
+            .wrapping_add(ring.parts.size);
         ProducerRing {
             ring,
             cached_prod,
@@ -354,7 +363,11 @@ impl<T: Copy> Reservation<'_, T> {
     /// Writes the `i`-th reserved slot.
     #[inline]
     pub fn write(&mut self, i: u32, value: T) {
-        assert!(i < self.len, "slot {i} outside a reservation of {}", self.len);
+        assert!(
+            i < self.len,
+            "slot {i} outside a reservation of {}",
+            self.len
+        );
         // SAFETY: slot start+i was reserved: the consumer has handed it back (checked
         // against the acquired consumer index) and only we write it until submit.
         unsafe { self.ring.ring.slot(self.start.wrapping_add(i)).write(value) };
@@ -363,11 +376,17 @@ impl<T: Copy> Reservation<'_, T> {
     /// Publishes the first `n` reserved slots to the consumer and cancels the rest.
     #[inline]
     pub fn submit(self, n: u32) {
-        assert!(n <= self.len, "submitting {n} of {} reserved slots", self.len);
+        assert!(
+            n <= self.len,
+            "submitting {n} of {} reserved slots",
+            self.len
+        );
         let ring = &mut *self.ring;
         ring.cached_prod = self.start.wrapping_add(n);
         // Release: the slot writes above become visible before the new index does.
-        ring.ring.producer().store(ring.cached_prod, Ordering::Release);
+        ring.ring
+            .producer()
+            .store(ring.cached_prod, Ordering::Release);
         std::mem::forget(self);
     }
 
@@ -486,11 +505,17 @@ impl<T: Copy> Peeked<'_, T> {
     /// cancels the other `len - n`, which the next peek returns again.
     #[inline]
     pub fn release(self, n: u32) {
-        assert!(n <= self.len, "releasing {n} of {} peeked entries", self.len);
+        assert!(
+            n <= self.len,
+            "releasing {n} of {} peeked entries",
+            self.len
+        );
         let ring = &mut *self.ring;
         ring.cached_cons = self.start.wrapping_add(n);
         // Release: our reads of the entries happen before the producer may reuse them.
-        ring.ring.consumer().store(ring.cached_cons, Ordering::Release);
+        ring.ring
+            .consumer()
+            .store(ring.cached_cons, Ordering::Release);
         std::mem::forget(self);
     }
 
@@ -505,7 +530,11 @@ impl<T: Copy> Peeked<'_, T> {
     /// last `k` back unconsumed: the next peek returns them again.
     #[inline]
     pub fn cancel(&mut self, k: u32) {
-        assert!(k <= self.len, "cancelling {k} of {} peeked entries", self.len);
+        assert!(
+            k <= self.len,
+            "cancelling {k} of {} peeked entries",
+            self.len
+        );
         self.len -= k;
         self.ring.cached_cons = self.start.wrapping_add(self.len);
     }
@@ -682,8 +711,22 @@ mod tests {
         let mut p = ring.producer();
         let mut c = ring.consumer();
         let mut r = p.reserve(2);
-        r.write(0, XdpDesc { addr: 4096, len: 60, options: 0 });
-        r.write(1, XdpDesc { addr: 8192, len: 1514, options: 0 });
+        r.write(
+            0,
+            XdpDesc {
+                addr: 4096,
+                len: 60,
+                options: 0,
+            },
+        );
+        r.write(
+            1,
+            XdpDesc {
+                addr: 8192,
+                len: 1514,
+                options: 0,
+            },
+        );
         r.submit_all();
         let peek = c.peek(4);
         assert_eq!(peek.len(), 2);

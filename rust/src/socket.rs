@@ -117,7 +117,9 @@ fn check_ring(name: &str, size: u32, optional: bool) -> Result<()> {
             format!(
                 "{name}={size} is not a valid ring size: use a power of two from 1 to \
                  {MAX_RING}{zero} (e.g. {})",
-                size.checked_next_power_of_two().unwrap_or(MAX_RING).clamp(1, MAX_RING)
+                size.checked_next_power_of_two()
+                    .unwrap_or(MAX_RING)
+                    .clamp(1, MAX_RING)
             ),
         ));
     }
@@ -232,7 +234,8 @@ impl XskSocket {
                 return Err(bad_queue(ifname, queue, Some(queues)));
             }
         }
-        let mtu = sys::if_mtu(ifname).map_err(|e| Error::os(format!("reading the MTU of {ifname}"), e))?;
+        let mtu = sys::if_mtu(ifname)
+            .map_err(|e| Error::os(format!("reading the MTU of {ifname}"), e))?;
         let umem = Arc::new(UmemArea::new(config.umem)?);
         let fd = sys::xsk_socket()?;
         let fdb = fd.as_fd();
@@ -251,7 +254,11 @@ impl XskSocket {
                 .map_err(|e| Error::os(format!("setting the {what} ring size to {size}"), e))
         };
         set_size(sys::XDP_UMEM_FILL_RING, config.fill_size, "fill")?;
-        set_size(sys::XDP_UMEM_COMPLETION_RING, config.comp_size, "completion")?;
+        set_size(
+            sys::XDP_UMEM_COMPLETION_RING,
+            config.comp_size,
+            "completion",
+        )?;
         if config.rx_size > 0 {
             set_size(sys::XDP_RX_RING, config.rx_size, "rx")?;
         }
@@ -261,7 +268,14 @@ impl XskSocket {
         let off = sys::mmap_offsets(fdb).map_err(|e| Error::os("reading XDP_MMAP_OFFSETS", e))?;
         let u64s = std::mem::size_of::<u64>();
         let descs = std::mem::size_of::<XdpDesc>();
-        let fill_parts = map_ring(fdb, &off.fr, sys::XDP_UMEM_PGOFF_FILL_RING, config.fill_size, u64s, "fill")?;
+        let fill_parts = map_ring(
+            fdb,
+            &off.fr,
+            sys::XDP_UMEM_PGOFF_FILL_RING,
+            config.fill_size,
+            u64s,
+            "fill",
+        )?;
         let comp_parts = map_ring(
             fdb,
             &off.cr,
@@ -271,10 +285,28 @@ impl XskSocket {
             "completion",
         )?;
         let rx_parts = (config.rx_size > 0)
-            .then(|| map_ring(fdb, &off.rx, sys::XDP_PGOFF_RX_RING, config.rx_size, descs, "rx"))
+            .then(|| {
+                map_ring(
+                    fdb,
+                    &off.rx,
+                    sys::XDP_PGOFF_RX_RING,
+                    config.rx_size,
+                    descs,
+                    "rx",
+                )
+            })
             .transpose()?;
         let tx_parts = (config.tx_size > 0)
-            .then(|| map_ring(fdb, &off.tx, sys::XDP_PGOFF_TX_RING, config.tx_size, descs, "tx"))
+            .then(|| {
+                map_ring(
+                    fdb,
+                    &off.tx,
+                    sys::XDP_PGOFF_TX_RING,
+                    config.tx_size,
+                    descs,
+                    "tx",
+                )
+            })
             .transpose()?;
         // SAFETY (all four): each ring was just mapped for this socket with the kernel's
         // offsets and sizes, and this socket is its only user-space producer/consumer.
@@ -557,7 +589,9 @@ impl XskSocket {
                     self.max_packet,
                     self.ifname,
                     self.config.umem.frame_size,
-                    sys::if_mtu(&self.ifname).map(|m| m + L2_OVERHEAD).unwrap_or(0),
+                    sys::if_mtu(&self.ifname)
+                        .map(|m| m + L2_OVERHEAD)
+                        .unwrap_or(0),
                 ),
             ));
         }
@@ -640,7 +674,11 @@ impl XskSocket {
 
     /// Queues all `packets`, waiting up to `timeout` (forever if `None`) for frames or
     /// ring space; returns how many were queued (fewer only when the time ran out).
-    pub fn send<P: AsRef<[u8]>>(&mut self, packets: &[P], timeout: Option<Duration>) -> Result<usize> {
+    pub fn send<P: AsRef<[u8]>>(
+        &mut self,
+        packets: &[P],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
         for (i, p) in packets.iter().enumerate() {
             self.check_packet(i, p.as_ref().len())?;
         }
@@ -696,7 +734,10 @@ impl XskSocket {
         match e.raw_os_error() {
             Some(libc::ENETDOWN) => Error::new(
                 ErrorKind::Os,
-                format!("{what} on {}: the interface is down (bring it up: ip link set dev {} up)", self.ifname, self.ifname),
+                format!(
+                    "{what} on {}: the interface is down (bring it up: ip link set dev {} up)",
+                    self.ifname, self.ifname
+                ),
             )
             .with_errno(libc::ENETDOWN),
             Some(libc::ENXIO) | Some(libc::ENODEV) => Error::new(
@@ -783,14 +824,16 @@ fn bind_error(ifname: &str, queue: u32, mode: BindMode, e: io::Error) -> Error {
             }
             Error::os(format!("binding to {ifname} queue {queue}"), e)
         }
-        Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if mode == BindMode::ZeroCopy => Error::new(
-            ErrorKind::InvalidConfig,
-            format!(
-                "the driver of {ifname} cannot do zero-copy AF_XDP: use bind=\"auto\" (falls \
+        Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if mode == BindMode::ZeroCopy => {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "the driver of {ifname} cannot do zero-copy AF_XDP: use bind=\"auto\" (falls \
                  back to copy mode) or bind=\"copy\""
-            ),
-        )
-        .with_errno(libc::EOPNOTSUPP),
+                ),
+            )
+            .with_errno(libc::EOPNOTSUPP)
+        }
         Some(libc::EBUSY) => Error::new(
             ErrorKind::Busy,
             format!(

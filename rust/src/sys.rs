@@ -261,7 +261,11 @@ pub fn kick_rx(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// poll(2) on one descriptor; returns the revents (0 on timeout). A negative timeout
 /// waits forever. EINTR is returned to the caller, which owns the deadline.
-pub fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout_ms: i32) -> io::Result<libc::c_short> {
+pub fn poll(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    timeout_ms: i32,
+) -> io::Result<libc::c_short> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events,
@@ -302,7 +306,11 @@ pub fn if_index(ifname: &str) -> Result<u32> {
 fn ifreq_for(ifname: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain old data for which all-zero bytes are a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (dst, src) in req
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *dst = src as libc::c_char;
     }
     req

@@ -245,7 +245,11 @@ mod tests {
             frame_count: 0,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().message().contains("frame_count=0"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("frame_count=0"));
     }
 
     #[test]

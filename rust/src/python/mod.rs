@@ -97,7 +97,9 @@ where
     loop {
         let slice = match deadline {
             None => SIGNAL_SLICE,
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE),
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_SLICE),
         };
         if let Some(r) = py.detach(|| step(slice)).map_err(to_py)? {
             return Ok(Some(r));
@@ -275,7 +277,12 @@ impl PySocket {
     /// ring space; returns how many were queued, which is fewer than `len(packets)`
     /// only when the time ran out. Each packet is checked before any is queued.
     #[pyo3(signature = (packets, timeout = None))]
-    fn send(&self, py: Python<'_>, packets: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<usize> {
+    fn send(
+        &self,
+        py: Python<'_>,
+        packets: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
         let timeout = timeout_arg(timeout)?;
         let mut buffers = Vec::new();
         for (i, obj) in packets.try_iter()?.enumerate() {
@@ -344,8 +351,14 @@ impl PySocket {
 
     /// The kernel's XDP_STATISTICS counters and the library's own, as a dict.
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (k, c, free, outstanding) =
-            self.with_socket(py, |s| Ok((s.statistics()?, s.counters(), s.free_frames(), s.tx_outstanding())))?;
+        let (k, c, free, outstanding) = self.with_socket(py, |s| {
+            Ok((
+                s.statistics()?,
+                s.counters(),
+                s.free_frames(),
+                s.tx_outstanding(),
+            ))
+        })?;
         let d = PyDict::new(py);
         d.set_item("rx_dropped", k.rx_dropped)?;
         d.set_item("rx_invalid_descs", k.rx_invalid_descs)?;
@@ -476,6 +489,13 @@ impl RxBatch {
         })
     }
 
+    fn __iter__(slf: &Bound<'_, Self>) -> BatchIter {
+        BatchIter {
+            batch: slf.clone().unbind(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
     /// The length of each packet.
     fn lengths(&self) -> Vec<u32> {
         self.descs.iter().map(|d| d.len).collect()
@@ -546,6 +566,33 @@ impl Drop for RxBatch {
     }
 }
 
+/// Iterator over the frames of a batch.
+#[pyclass(frozen, module = "afxdp_rs._afxdp")]
+pub struct BatchIter {
+    batch: Py<RxBatch>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+#[pymethods]
+impl BatchIter {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let batch = self.batch.get();
+        if i >= batch.descs.len() {
+            return Ok(None);
+        }
+        drop(batch.check_live()?);
+        Ok(Some(Frame {
+            batch: self.batch.clone_ref(py),
+            index: i,
+        }))
+    }
+}
+
 /// One received packet: a zero-copy, writable buffer over its UMEM frame. Use
 /// `memoryview(frame)`, `bytes(frame)` or anything that takes a buffer. Any use after
 /// its batch was released raises BatchReleasedError.
@@ -575,7 +622,11 @@ impl Frame {
         self.batch.get().descs[self.index].addr
     }
 
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
         let (ptr, len) = {
             let this = slf.get();
             let batch = this.batch.get();
