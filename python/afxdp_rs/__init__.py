@@ -8,7 +8,7 @@ copying, and send batches of bytes-like packets with one call::
     with afxdp_rs.XskSocket("eth0", 0) as sock:
         with sock.recv(max=64, timeout=1.0) as batch:
             for frame in batch:
-                print(len(frame), bytes(frame[:14]).hex())
+                print(len(frame), bytes(frame)[:14].hex())
         sock.send([b"\\xff" * 60])
         sock.flush(timeout=1.0)
 """

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what afxdp_rs needs on a Debian or Ubuntu machine and builds it into .venv.
+# Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (sudo): it installs system packages, and AF_XDP needs root" >&2
+    exit 2
+fi
+
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev iproute2 python3-venv tcpdump patchelf)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup.sh: Rust 1.82 or newer is needed (cargo, rustc): install it with rustup" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check \
+    "maturin>=1.7,<2" pytest pyroute2 ruff mypy typing_extensions
+VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q
