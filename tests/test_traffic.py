@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from typing import Any
 
 import pytest
 
@@ -170,3 +171,45 @@ def test_send_only_socket_on_the_peer_needs_no_program(bed: VethTestbed) -> None
                 assert len(batch) > 0
                 got.extend(d for d in batch.to_list() if seq_of(d) is not None)
         assert got == frames
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"need_wakeup": False},
+        {"frame_size": 2048, "headroom": 256},
+        {"frame_count": 64, "fill_size": 32, "rx_size": 32, "tx_size": 32, "comp_size": 32},
+    ],
+    ids=["no-need-wakeup", "2k-frames-headroom", "tiny-rings"],
+)
+def test_options_round_trip(bed: VethTestbed, options: dict[str, Any]) -> None:
+    """1,000 packets each way with other socket options, in chunks the rings can hold."""
+    sender = bed.packet_socket(bed.peer)
+    sender.settimeout(2.0)
+    with afxdp_rs.XskSocket(bed.inner, 0, **options) as sock:
+        chunk = min(CHUNK, options.get("rx_size", CHUNK) // 2)
+        received: list[bytes] = []
+        for start in range(0, 1000, chunk):
+            for seq in range(start, min(start + chunk, 1000)):
+                sender.send(bed.frame(seq, size_of(seq)))
+            while len(received) < min(start + chunk, 1000):
+                with sock.recv(64, timeout=2.0) as batch:
+                    assert len(batch) > 0
+                    received.extend(d for d in batch.to_list() if seq_of(d) is not None)
+        assert received == [bed.frame(s, size_of(s)) for s in range(1000)]
+
+        frames = [bed.frame(s, size_of(s), to_inner=False) for s in range(1000)]
+        assert sock.send(frames, timeout=5.0) == 1000
+        assert sock.flush(timeout=5.0)
+        arrived: list[bytes] = []
+        while len(arrived) < 1000:
+            data, addr = sender.recvfrom(4096)
+            if addr[2] != socket.PACKET_OUTGOING and seq_of(data) is not None:
+                arrived.append(data)
+        assert arrived == frames
+        stats = sock.statistics()
+        assert stats["rx_dropped"] == stats["rx_ring_full"] == stats["tx_invalid_descs"] == 0
+        if not options.get("need_wakeup", True):
+            # Without need_wakeup every send batch costs a system call.
+            assert stats["tx_wakeups"] >= 1000 // 32
+    sender.close()
