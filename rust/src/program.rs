@@ -213,6 +213,15 @@ fn silence_libbpf() {
 }
 
 impl XdpProgram {
+    /// Loads the default program and attaches it to `ifname`, outside the per-process
+    /// sharing of [`attach`]: for a privileged helper that hands the program's link and
+    /// XSKMAP to another process. It stays attached as long as this value (or a
+    /// duplicate of its link descriptor) lives.
+    pub fn attach_standalone(ifname: &str, mode: XdpMode) -> Result<Self> {
+        let ifindex = sys::if_index(ifname)?;
+        Self::load_and_attach(ifname, ifindex, sys::netns_id(), mode)
+    }
+
     fn load_and_attach(ifname: &str, ifindex: u32, netns: u64, mode: XdpMode) -> Result<Self> {
         silence_libbpf();
         let state = query(ifindex)?;
@@ -323,41 +332,33 @@ impl XdpProgram {
 
     /// Routes packets of rx queue `queue` to the socket `sock_fd`.
     pub fn register(&self, queue: u32, sock_fd: i32) -> Result<()> {
-        if queue >= MAX_QUEUES {
-            return Err(Error::new(
-                ErrorKind::InvalidQueue,
-                format!("queue {queue} is beyond the {MAX_QUEUES} queues the XDP program serves"),
-            ));
-        }
-        let key = queue;
-        let value = sock_fd as u32;
-        // SAFETY: key and value point at 4-byte values, the map's key and value sizes.
-        let rc = unsafe {
-            libbpf_sys::bpf_map_update_elem(
-                self.map_fd(),
-                (&key as *const u32).cast(),
-                (&value as *const u32).cast(),
-                libbpf_sys::BPF_ANY as u64,
-            )
-        };
-        if rc < 0 {
-            return Err(Error::os(
-                format!(
-                    "registering the socket of {} queue {queue} in xsks_map",
-                    self.ifname
-                ),
-                io::Error::from_raw_os_error(-rc),
-            ));
-        }
-        Ok(())
+        map_insert(self.map_fd(), queue, sock_fd)
     }
 
     /// Stops routing packets of `queue` to a socket (they go to the kernel stack).
     pub fn unregister(&self, queue: u32) {
-        let key = queue;
-        // SAFETY: key points at a 4-byte value, the map's key size. A missing entry
-        // (ENOENT) is fine.
-        unsafe { libbpf_sys::bpf_map_delete_elem(self.map_fd(), (&key as *const u32).cast()) };
+        map_delete(self.map_fd(), queue)
+    }
+
+    /// The descriptor of the program's XSKMAP (valid while the program lives).
+    pub fn xsks_map_fd(&self) -> i32 {
+        self.map_fd()
+    }
+
+    /// Pins the XSKMAP at `path` in a bpffs mount, so other processes can open it.
+    pub fn pin_map(&self, path: &str) -> Result<()> {
+        let c = std::ffi::CString::new(path).map_err(|_| {
+            Error::new(ErrorKind::InvalidConfig, format!("path {path:?} contains a NUL byte"))
+        })?;
+        // SAFETY: c is a valid NUL-terminated path and the map fd is open.
+        let rc = unsafe { libbpf_sys::bpf_obj_pin(self.map_fd(), c.as_ptr()) };
+        if rc < 0 {
+            return Err(Error::os(
+                format!("pinning the XSKMAP at {path} (is a bpf filesystem mounted there?)"),
+                io::Error::from_raw_os_error(-rc),
+            ));
+        }
+        Ok(())
     }
 
     #[doc(hidden)]
@@ -369,6 +370,90 @@ impl XdpProgram {
     pub fn link_fd(&self) -> i32 {
         self.link.as_raw_fd()
     }
+}
+
+/// Puts socket `sock_fd` at key `queue` of the XSKMAP `map_fd`.
+pub fn map_insert(map_fd: i32, queue: u32, sock_fd: i32) -> Result<()> {
+    let key = queue;
+    let value = sock_fd as u32;
+    // SAFETY: key and value point at 4-byte values, the XSKMAP's key and value sizes.
+    let rc = unsafe {
+        libbpf_sys::bpf_map_update_elem(
+            map_fd,
+            (&key as *const u32).cast(),
+            (&value as *const u32).cast(),
+            libbpf_sys::BPF_ANY as u64,
+        )
+    };
+    if rc < 0 {
+        let err = io::Error::from_raw_os_error(-rc);
+        return Err(match -rc {
+            libc::E2BIG | libc::EINVAL => Error::new(
+                ErrorKind::InvalidQueue,
+                format!("queue {queue} has no slot in the XSKMAP (fd {map_fd}): it is too small"),
+            ),
+            _ => Error::os(
+                format!("inserting the socket of queue {queue} into the XSKMAP (fd {map_fd})"),
+                err,
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Removes key `queue` from the XSKMAP `map_fd` (a missing entry is fine).
+pub fn map_delete(map_fd: i32, queue: u32) {
+    let key = queue;
+    // SAFETY: key points at a 4-byte value, the XSKMAP's key size.
+    unsafe { libbpf_sys::bpf_map_delete_elem(map_fd, (&key as *const u32).cast()) };
+}
+
+/// Checks that `fd` is an XSKMAP and returns a duplicate of it that we own.
+pub fn adopt_xsks_map(fd: i32) -> Result<OwnedFd> {
+    // SAFETY: plain-old-data info struct; zero is a valid value.
+    let mut info: libbpf_sys::bpf_map_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_map_info>() as u32;
+    // SAFETY: info is writable and len holds its size.
+    let rc = unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd, &mut info, &mut len) };
+    if rc < 0 || info.type_ != libbpf_sys::BPF_MAP_TYPE_XSKMAP {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "xsks_map_fd={fd} is not an XSKMAP: pass the descriptor of the \
+                 BPF_MAP_TYPE_XSKMAP that the attached XDP program redirects to"
+            ),
+        ));
+    }
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a valid descriptor returns a new one we own.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(Error::last_os(format!("duplicating xsks_map_fd={fd}")));
+    }
+    // SAFETY: dup is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Opens an XSKMAP pinned in bpffs at `path`.
+pub fn open_pinned_map(path: &str) -> Result<OwnedFd> {
+    let c = std::ffi::CString::new(path).map_err(|_| {
+        Error::new(ErrorKind::InvalidConfig, format!("path {path:?} contains a NUL byte"))
+    })?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
+    if fd < 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "xsks_map_path={path:?} cannot be opened ({}): pin the XSKMAP there first \
+                 (it must be on a bpf filesystem)",
+                io::Error::from_raw_os_error(-fd)
+            ),
+        )
+        .with_errno(-fd));
+    }
+    // SAFETY: bpf_obj_get returned a new descriptor that we own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    adopt_xsks_map(owned.as_raw_fd())
 }
 
 fn already_attached(ifname: &str, state: XdpState) -> Error {

@@ -80,6 +80,16 @@ pub struct SocketConfig {
     /// Load and attach the default program (when the socket has an rx ring).
     #[cfg(feature = "loader")]
     pub load_program: bool,
+    /// Insert the socket into this XSKMAP instead of loading the default program: a
+    /// program someone else attached (QEMU's `inhibit` with `xsks-map-fd`).
+    #[cfg(feature = "loader")]
+    pub xsks_map: Option<Arc<OwnedFd>>,
+    /// The UMEM frames (indices `start..end`) this socket's pool uses; `None` for all.
+    /// Sockets sharing a UMEM must use disjoint ranges.
+    pub frames: Option<(u32, u32)>,
+    /// Descriptors kept open as long as the socket: e.g. the BPF link of a program a
+    /// privileged helper attached, so the program stays exactly as long as the socket.
+    pub hold: Vec<Arc<OwnedFd>>,
     /// How long to retry a bind that the kernel answers with EBUSY (a socket on the
     /// same queue that was just closed is torn down asynchronously).
     pub bind_retry: Duration,
@@ -99,6 +109,10 @@ impl Default for SocketConfig {
             mode: XdpMode::Auto,
             #[cfg(feature = "loader")]
             load_program: true,
+            #[cfg(feature = "loader")]
+            xsks_map: None,
+            frames: None,
+            hold: Vec::new(),
             bind_retry: Duration::from_secs(2),
         }
     }
@@ -170,6 +184,8 @@ pub struct XskSocket {
     fd: OwnedFd,
     umem: Arc<UmemArea>,
     pool: FramePool,
+    /// The UMEM frame indices this socket owns.
+    frames: (u32, u32),
     config: SocketConfig,
     ifname: String,
     ifindex: u32,
@@ -227,6 +243,28 @@ impl XskSocket {
     /// Opens a socket on queue `queue` of `ifname` with its own UMEM, loading and
     /// attaching the default XDP program if the config asks for it.
     pub fn open(ifname: &str, queue: u32, config: SocketConfig) -> Result<Self> {
+        Self::open_with(ifname, queue, config, None, None)
+    }
+
+    /// Like [`XskSocket::open`], with two more sources:
+    ///
+    /// * `fd`: an AF_XDP socket created elsewhere (e.g. by a privileged process that
+    ///   put it in its program's XSKMAP and passed it over): it is set up and bound
+    ///   here, which needs no capability, only enough RLIMIT_MEMLOCK for the UMEM;
+    /// * `share`: bind with `XDP_SHARED_UMEM`, using `share`'s UMEM (frame geometry
+    ///   and bind mode come from it; `config.frames` must pick frames it does not use).
+    pub fn open_with(
+        ifname: &str,
+        queue: u32,
+        mut config: SocketConfig,
+        fd: Option<OwnedFd>,
+        share: Option<&XskSocket>,
+    ) -> Result<Self> {
+        if let Some(owner) = share {
+            config.umem = owner.umem.config();
+            config.need_wakeup = owner.config.need_wakeup;
+            config.bind = owner.config.bind;
+        }
         config.validate()?;
         let ifindex = sys::if_index(ifname)?;
         if let Some(queues) = sys::if_queue_count(ifname) {
@@ -234,21 +272,40 @@ impl XskSocket {
                 return Err(bad_queue(ifname, queue, Some(queues)));
             }
         }
-        let mtu = sys::if_mtu(ifname)
-            .map_err(|e| Error::os(format!("reading the MTU of {ifname}"), e))?;
-        let umem = Arc::new(UmemArea::new(config.umem)?);
-        let fd = sys::xsk_socket()?;
+        // Without the MTU (an interface in another namespace), the frame is the limit.
+        let mtu = sys::if_mtu(ifname).unwrap_or(u32::MAX - L2_OVERHEAD);
+        let umem = match share {
+            Some(owner) => Arc::clone(&owner.umem),
+            None => Arc::new(UmemArea::new(config.umem)?),
+        };
+        let frames = config.frames.unwrap_or((0, config.umem.frame_count));
+        umem.claim(frames)?;
+        // From here on, dropping `claim` gives the frames back if open fails.
+        let claim = Claim {
+            umem: &umem,
+            frames,
+        };
+        let fd = match fd {
+            Some(fd) => {
+                sys::check_xsk_fd(fd.as_fd())?;
+                fd
+            }
+            None => sys::xsk_socket()?,
+        };
         let fdb = fd.as_fd();
 
-        let reg = XdpUmemReg {
-            addr: umem.as_ptr() as u64,
-            len: umem.len() as u64,
-            chunk_size: config.umem.frame_size,
-            headroom: config.umem.headroom,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        sys::set_opt(fdb, sys::XDP_UMEM_REG, &reg).map_err(|e| umem_error(&config.umem, e))?;
+        if share.is_none() {
+            let reg = XdpUmemReg {
+                addr: umem.as_ptr() as u64,
+                len: umem.len() as u64,
+                chunk_size: config.umem.frame_size,
+                headroom: config.umem.headroom,
+                flags: 0,
+                tx_metadata_len: 0,
+            };
+            sys::set_opt(fdb, sys::XDP_UMEM_REG, &reg)
+                .map_err(|e| umem_error(&config.umem, e))?;
+        }
         let set_size = |name: libc::c_int, size: u32, what: &str| {
             sys::set_opt(fdb, name, &size)
                 .map_err(|e| Error::os(format!("setting the {what} ring size to {size}"), e))
@@ -321,7 +378,8 @@ impl XskSocket {
         // Attach the program before binding, so that "another program is attached"
         // is reported before anything else is set up on the queue.
         #[cfg(feature = "loader")]
-        let program = if config.load_program && config.rx_size > 0 {
+        let program = if config.load_program && config.xsks_map.is_none() && config.rx_size > 0
+        {
             Some(program::attach(ifname, ifindex, config.mode)?)
         } else {
             None
@@ -335,18 +393,26 @@ impl XskSocket {
         if config.need_wakeup {
             flags |= sys::XDP_USE_NEED_WAKEUP;
         }
+        let mut shared_umem_fd = 0;
+        if let Some(owner) = share {
+            // A socket sharing a UMEM takes its mode and flags from the UMEM's owner;
+            // the kernel refuses any other flag here.
+            flags = sys::XDP_SHARED_UMEM;
+            shared_umem_fd = owner.fd.as_raw_fd() as u32;
+        }
         let addr = SockaddrXdp {
             sxdp_family: sys::AF_XDP as u16,
             sxdp_flags: flags,
             sxdp_ifindex: ifindex,
             sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: 0,
+            sxdp_shared_umem_fd: shared_umem_fd,
         };
         bind_with_retry(fdb, &addr, config.bind_retry)
             .map_err(|e| bind_error(ifname, queue, config.bind, e))?;
         let zerocopy = sys::is_zerocopy(fdb).map_err(|e| Error::os("reading XDP_OPTIONS", e))?;
 
-        let pool = FramePool::full(&config.umem);
+        let pool = FramePool::range(&config.umem, frames.0, frames.1);
+        std::mem::forget(claim);
         let mut sock = XskSocket {
             #[cfg(feature = "loader")]
             program,
@@ -357,6 +423,7 @@ impl XskSocket {
             fd,
             umem,
             pool,
+            frames,
             ifname: ifname.to_string(),
             ifindex,
             queue,
@@ -373,6 +440,8 @@ impl XskSocket {
         #[cfg(feature = "loader")]
         if let Some(prog) = &sock.program {
             prog.register(queue, sock.fd.as_raw_fd())?;
+        } else if let Some(map) = &sock.config.xsks_map {
+            program::map_insert(map.as_raw_fd(), queue, sock.fd.as_raw_fd())?;
         }
         Ok(sock)
     }
@@ -430,6 +499,11 @@ impl XskSocket {
     /// Free frames in the user's pool.
     pub fn free_frames(&self) -> usize {
         self.pool.len()
+    }
+
+    /// The UMEM frame indices (`start..end`) this socket uses.
+    pub fn frames(&self) -> (u32, u32) {
+        self.frames
     }
 
     /// Frames sent but not yet completed.
@@ -730,6 +804,37 @@ impl XskSocket {
         }
     }
 
+    /// Puts `addr` on the fill ring without any check (taking it out of the pool if it
+    /// is there). Only for tests that provoke the kernel's invalid-descriptor counters.
+    #[doc(hidden)]
+    pub fn post_fill_unchecked(&mut self, addr: u64) {
+        self.pool.remove(addr);
+        let mut r = self.fill.reserve(1);
+        if !r.is_empty() {
+            r.write(0, addr);
+            r.submit_all();
+        }
+    }
+
+    /// Puts a tx descriptor on the ring without any check and kicks the kernel. Only
+    /// for tests that provoke the kernel's invalid-descriptor counters.
+    #[doc(hidden)]
+    pub fn post_tx_unchecked(&mut self, addr: u64, len: u32) -> Result<()> {
+        {
+            let tx = self.tx_ring()?;
+            let mut r = tx.reserve(1);
+            if !r.is_empty() {
+                r.write(0, XdpDesc { addr, len, options: 0 });
+                r.submit_all();
+            }
+        }
+        match sys::kick_tx(self.fd()) {
+            Ok(()) => Ok(()),
+            Err(e) if transient(&e) => Ok(()),
+            Err(e) => Err(self.io_error("sending", e)),
+        }
+    }
+
     fn io_error(&self, what: &str, e: io::Error) -> Error {
         match e.raw_os_error() {
             Some(libc::ENETDOWN) => Error::new(
@@ -755,7 +860,22 @@ impl Drop for XskSocket {
         #[cfg(feature = "loader")]
         if let Some(prog) = &self.program {
             prog.unregister(self.queue);
+        } else if let Some(map) = &self.config.xsks_map {
+            program::map_delete(map.as_raw_fd(), self.queue);
         }
+        self.umem.unclaim(self.frames);
+    }
+}
+
+/// Frames claimed in a UMEM while a socket is being opened; given back if it fails.
+struct Claim<'a> {
+    umem: &'a UmemArea,
+    frames: (u32, u32),
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.umem.unclaim(self.frames);
     }
 }
 

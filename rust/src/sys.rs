@@ -139,6 +139,33 @@ pub fn xsk_socket() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Checks that `fd` is an AF_XDP socket (one handed over by another process).
+pub fn check_xsk_fd(fd: BorrowedFd<'_>) -> Result<()> {
+    let mut domain: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: domain is a valid, writable c_int and len holds its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || domain != AF_XDP {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "sock_fd={} is not an AF_XDP socket: pass descriptors of sockets created \
+                 with socket(AF_XDP, SOCK_RAW, 0)",
+                fd.as_raw_fd()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// setsockopt(SOL_XDP, name) with a plain-old-data value.
 pub fn set_opt<T: Copy>(fd: BorrowedFd<'_>, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: value points to size_of::<T>() readable bytes for the duration of the

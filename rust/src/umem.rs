@@ -12,6 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -93,6 +94,8 @@ pub struct UmemArea {
     ptr: NonNull<u8>,
     len: usize,
     config: UmemConfig,
+    /// Frame index ranges claimed by sockets sharing this UMEM.
+    claimed: Mutex<Vec<(u32, u32)>>,
 }
 
 // SAFETY: UmemArea owns a plain memory mapping; concurrent access to frames is governed
@@ -128,7 +131,42 @@ impl UmemArea {
             ptr: NonNull::new(ptr.cast()).expect("mmap returned null"),
             len,
             config,
+            claimed: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Reserves frames `start..end` for one socket: a frame belongs to one pool only.
+    pub fn claim(&self, (start, end): (u32, u32)) -> Result<()> {
+        if start >= end || end > self.config.frame_count {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "frames=({start}, {end}) is not a range of this UMEM's {} frames: use \
+                     0 <= start < end <= {}",
+                    self.config.frame_count, self.config.frame_count
+                ),
+            ));
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(s, e)) = claimed.iter().find(|&&(s, e)| start < e && s < end) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "frames=({start}, {end}) overlaps frames ({s}, {e}) that another socket \
+                     of this UMEM uses: give each socket its own range"
+                ),
+            ));
+        }
+        claimed.push((start, end));
+        Ok(())
+    }
+
+    /// Gives back a range taken with [`UmemArea::claim`].
+    pub fn unclaim(&self, range: (u32, u32)) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = claimed.iter().position(|&r| r == range) {
+            claimed.swap_remove(i);
+        }
     }
 
     pub fn config(&self) -> UmemConfig {
@@ -197,10 +235,16 @@ pub struct FramePool {
 }
 
 impl FramePool {
+    // Frames are pushed in reverse so the lowest addresses are handed out first.
+
     /// A pool holding every frame of a UMEM with this geometry.
     pub fn full(config: &UmemConfig) -> Self {
-        // Push in reverse so the lowest addresses are handed out first.
-        let free = (0..config.frame_count as u64)
+        Self::range(config, 0, config.frame_count)
+    }
+
+    /// A pool holding frames `start..end` of a UMEM with this geometry.
+    pub fn range(config: &UmemConfig, start: u32, end: u32) -> Self {
+        let free = (start as u64..end as u64)
             .rev()
             .map(|i| i * config.frame_size as u64)
             .collect();
@@ -225,6 +269,17 @@ impl FramePool {
     #[inline]
     pub fn push(&mut self, frame: u64) {
         self.free.push(frame);
+    }
+
+    /// Takes `frame` out of the pool if it is there (slow: for tests and recovery).
+    pub fn remove(&mut self, frame: u64) -> bool {
+        match self.free.iter().position(|&f| f == frame) {
+            Some(i) => {
+                self.free.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 }
 

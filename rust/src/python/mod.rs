@@ -61,6 +61,26 @@ fn config_err(msg: String) -> PyErr {
     errors::ConfigError::new_err(msg)
 }
 
+/// A duplicate of a descriptor the caller passed (the caller keeps its own).
+fn dup_fd(name: &str, fd: i64) -> PyResult<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let raw = i32::try_from(fd)
+        .ok()
+        .filter(|&f| f >= 0)
+        .ok_or_else(|| config_err(format!("{name}={fd} is not a file descriptor")))?;
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) only reads the descriptor number; a bad number
+    // fails with EBADF, which we report.
+    let dup = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(config_err(format!(
+            "{name}={fd} is not an open file descriptor ({})",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: dup is a fresh descriptor owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
+}
+
 /// A non-negative integer argument that fits in u32, or an error naming it.
 fn u32_arg(name: &str, value: i64) -> PyResult<u32> {
     u32::try_from(value).map_err(|_| {
@@ -151,6 +171,9 @@ pub struct PySocket {
     frame_size: u32,
     #[pyo3(get)]
     max_packet: u32,
+    /// The UMEM frame indices (start, end) this socket uses.
+    #[pyo3(get)]
+    frames: (u32, u32),
     fd: i32,
 }
 
@@ -182,7 +205,9 @@ impl PySocket {
     #[pyo3(signature = (
         ifname, queue = 0, *, mode = "auto", bind = "auto", frame_size = 4096,
         frame_count = 4096, headroom = 0, fill_size = 2048, comp_size = 2048,
-        rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true
+        rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
+        inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
+        shared_umem = None, frames = None, hold_fds = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -200,6 +225,13 @@ impl PySocket {
         tx_size: i64,
         need_wakeup: bool,
         load_program: bool,
+        inhibit: bool,
+        sock_fd: Option<i64>,
+        xsks_map_fd: Option<i64>,
+        xsks_map_path: Option<&str>,
+        shared_umem: Option<&Bound<'_, PySocket>>,
+        frames: Option<(i64, i64)>,
+        hold_fds: Option<Vec<i64>>,
     ) -> PyResult<Self> {
         let queue = u32::try_from(queue).map_err(|_| {
             errors::QueueError::new_err(format!(
@@ -220,12 +252,57 @@ impl PySocket {
             bind: BindMode::parse(bind).map_err(to_py)?,
             need_wakeup,
             mode: crate::program::XdpMode::parse(mode).map_err(to_py)?,
-            load_program,
+            load_program: load_program && !inhibit,
+            frames: frames
+                .map(|(a, b)| Ok::<_, PyErr>((u32_arg("frames[0]", a)?, u32_arg("frames[1]", b)?)))
+                .transpose()?,
+            hold: hold_fds
+                .unwrap_or_default()
+                .into_iter()
+                .map(|fd| dup_fd("hold_fds", fd).map(Arc::new))
+                .collect::<PyResult<_>>()?,
             ..SocketConfig::default()
         };
+        let external = sock_fd.is_some() || xsks_map_fd.is_some() || xsks_map_path.is_some();
+        if inhibit && !external {
+            return Err(config_err(
+                "inhibit=True loads no XDP program, so the socket needs one already attached: \
+                 pass sock_fd= (a socket already in that program's XSKMAP) or xsks_map_fd= / \
+                 xsks_map_path= (its XSKMAP, where this socket is inserted)"
+                    .into(),
+            ));
+        }
+        if external && !inhibit {
+            return Err(config_err(
+                "sock_fd, xsks_map_fd and xsks_map_path use an XDP program someone else \
+                 attached: pass inhibit=True with them"
+                    .into(),
+            ));
+        }
+        if xsks_map_fd.is_some() && xsks_map_path.is_some() {
+            return Err(config_err(
+                "pass xsks_map_fd or xsks_map_path, not both".into(),
+            ));
+        }
+        let mut config = config;
+        if let Some(fd) = xsks_map_fd {
+            let fd = i32::try_from(fd)
+                .map_err(|_| config_err(format!("xsks_map_fd={fd} is not a file descriptor")))?;
+            config.xsks_map = Some(Arc::new(crate::program::adopt_xsks_map(fd).map_err(to_py)?));
+        }
+        if let Some(path) = xsks_map_path {
+            config.xsks_map = Some(Arc::new(crate::program::open_pinned_map(path).map_err(to_py)?));
+        }
+        let fd = sock_fd.map(|fd| dup_fd("sock_fd", fd)).transpose()?;
+        let owner = shared_umem.map(|o| o.get());
         let ifname_owned = ifname.to_string();
         let sock = py
-            .detach(|| XskSocket::open(&ifname_owned, queue, config))
+            .detach(|| match owner {
+                Some(o) => o.locked(|s| {
+                    XskSocket::open_with(&ifname_owned, queue, config, fd, Some(s))
+                }),
+                None => XskSocket::open_with(&ifname_owned, queue, config, fd, None),
+            })
             .map_err(to_py)?;
         use std::os::fd::AsRawFd;
         Ok(PySocket {
@@ -239,6 +316,7 @@ impl PySocket {
             zerocopy: sock.zerocopy(),
             attach_mode: sock.attach_mode().map(|m| m.as_str()),
             frame_size: sock.config().umem.frame_size,
+            frames: sock.frames(),
             max_packet: sock.max_packet(),
             fd: sock.fd().as_raw_fd(),
             inner: Mutex::new(Some(sock)),
@@ -376,6 +454,21 @@ impl PySocket {
         d.set_item("free_frames", free)?;
         d.set_item("tx_outstanding", outstanding)?;
         Ok(d)
+    }
+
+    /// For tests of the kernel's counters only: puts `addr` on the fill ring without
+    /// any check, taking it out of the socket's pool if it is there.
+    fn _post_fill_unchecked(&self, py: Python<'_>, addr: u64) -> PyResult<()> {
+        self.with_socket(py, |s| {
+            s.post_fill_unchecked(addr);
+            Ok(())
+        })
+    }
+
+    /// For tests of the kernel's counters only: puts a tx descriptor on the ring
+    /// without any check and kicks the kernel.
+    fn _post_tx_unchecked(&self, py: Python<'_>, addr: u64, len: u32) -> PyResult<()> {
+        self.with_socket(py, |s| s.post_tx_unchecked(addr, len))
     }
 
     /// The socket's file descriptor (for select/poll/selectors and asyncio).
@@ -685,11 +778,115 @@ impl Frame {
     }
 }
 
+/// The default XDP program attached to an interface on its own, for a privileged
+/// process that hands sockets (or the XSKMAP) to an unprivileged one. It stays attached
+/// while this object, or a duplicate of `link_fd`, is alive.
+#[pyclass(frozen, module = "afxdp_rs._afxdp", name = "XdpProgram")]
+pub struct PyXdpProgram {
+    prog: Mutex<Option<crate::program::XdpProgram>>,
+    #[pyo3(get)]
+    ifname: String,
+    #[pyo3(get)]
+    mode: &'static str,
+    #[pyo3(get)]
+    prog_id: u32,
+}
+
+impl PyXdpProgram {
+    fn with<R>(&self, f: impl FnOnce(&crate::program::XdpProgram) -> Result<R, Error>) -> PyResult<R> {
+        let guard = lock(&self.prog);
+        let prog = guard.as_ref().ok_or_else(|| {
+            errors::SocketClosedError::new_err("this XdpProgram was closed (detached)")
+        })?;
+        f(prog).map_err(to_py)
+    }
+}
+
+#[pymethods]
+impl PyXdpProgram {
+    #[new]
+    #[pyo3(signature = (ifname, mode = "auto"))]
+    fn new(py: Python<'_>, ifname: &str, mode: &str) -> PyResult<Self> {
+        let mode = crate::program::XdpMode::parse(mode).map_err(to_py)?;
+        let name = ifname.to_string();
+        let prog = py
+            .detach(|| crate::program::XdpProgram::attach_standalone(&name, mode))
+            .map_err(to_py)?;
+        Ok(PyXdpProgram {
+            ifname: name,
+            mode: prog.mode().as_str(),
+            prog_id: prog.prog_id(),
+            prog: Mutex::new(Some(prog)),
+        })
+    }
+
+    /// The XSKMAP's descriptor (owned by this object: duplicate it to keep it).
+    #[getter]
+    fn xsks_map_fd(&self) -> PyResult<i32> {
+        self.with(|p| Ok(p.xsks_map_fd()))
+    }
+
+    /// The BPF link's descriptor: the program is attached while it is open anywhere.
+    #[getter]
+    fn link_fd(&self) -> PyResult<i32> {
+        self.with(|p| Ok(p.link_fd()))
+    }
+
+    /// Routes packets of rx queue `queue` to the AF_XDP socket `sock_fd`.
+    fn register(&self, queue: i64, sock_fd: i64) -> PyResult<()> {
+        let queue = u32_arg("queue", queue)?;
+        let fd = i32::try_from(sock_fd)
+            .map_err(|_| config_err(format!("sock_fd={sock_fd} is not a file descriptor")))?;
+        self.with(|p| p.register(queue, fd))
+    }
+
+    /// Stops routing packets of `queue` to a socket.
+    fn unregister(&self, queue: i64) -> PyResult<()> {
+        let queue = u32_arg("queue", queue)?;
+        self.with(|p| {
+            p.unregister(queue);
+            Ok(())
+        })
+    }
+
+    /// Pins the XSKMAP at `path` (on a bpf filesystem) for other processes.
+    fn pin_map(&self, path: &str) -> PyResult<()> {
+        self.with(|p| p.pin_map(path))
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.prog).is_none()
+    }
+
+    /// Releases this process's hold on the program: it is detached unless another
+    /// process still holds a duplicate of its link.
+    fn close(&self) {
+        drop(lock(&self.prog).take());
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<XdpProgram {} {} id={}>", self.ifname, self.mode, self.prog_id)
+    }
+}
+
 #[pymodule]
 fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySocket>()?;
     m.add_class::<RxBatch>()?;
     m.add_class::<Frame>()?;
+    m.add_class::<BatchIter>()?;
+    m.add_class::<PyXdpProgram>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;
     Ok(())
