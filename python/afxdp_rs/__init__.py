@@ -15,7 +15,7 @@ copying, and send batches of bytes-like packets with one call::
 
 from __future__ import annotations
 
-from afxdp_rs._afxdp import FRAME_SIZES, Frame, RxBatch, XskSocket, __version__
+from afxdp_rs._afxdp import FRAME_SIZES, Frame, RxBatch, XdpProgram, XskSocket, __version__
 from afxdp_rs.errors import (
     AfXdpError,
     AttachError,
@@ -32,6 +32,7 @@ from afxdp_rs.errors import (
     SocketClosedError,
     XdpOSError,
 )
+from afxdp_rs.queues import open_queues
 
 __all__ = [
     "FRAME_SIZES",
@@ -51,6 +52,8 @@ __all__ = [
     "RxBatch",
     "SocketClosedError",
     "XdpOSError",
+    "XdpProgram",
     "XskSocket",
     "__version__",
+    "open_queues",
 ]

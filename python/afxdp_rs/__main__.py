@@ -27,7 +27,34 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("-s", "--size", type=int, default=64, help="packet size in bytes")
     demo.add_argument("-b", "--batch", type=_positive, default=64)
     demo.add_argument("-m", "--mode", choices=["auto", "native", "skb"], default="auto")
+    helper = sub.add_parser(
+        "helper",
+        help="privileged helper: attach the XDP program, create the sockets and hand them "
+        "to an unprivileged worker over a Unix socket",
+    )
+    helper.add_argument("ifname")
+    helper.add_argument("--socket", required=True, help="path of the Unix socket to serve on")
+    helper.add_argument("-q", "--queues", type=_positive, default=1)
+    helper.add_argument("--start-queue", type=int, default=0)
+    helper.add_argument("-m", "--mode", choices=["auto", "native", "skb"], default="auto")
+    helper.add_argument(
+        "--timeout", type=float, default=None, help="seconds to wait for the worker"
+    )
     args = parser.parse_args(argv)
+
+    if args.command == "helper":
+        from afxdp_rs import privileged
+
+        privileged.serve(
+            args.socket,
+            args.ifname,
+            args.queues,
+            args.start_queue,
+            args.mode,
+            timeout=args.timeout,
+        )
+        print(f"handed {args.queues} socket(s) of {args.ifname} over on {args.socket}")
+        return 0
 
     if args.command == "demo":
         if not 18 <= args.size <= 1514:

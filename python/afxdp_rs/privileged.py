@@ -1,0 +1,203 @@
+"""Unprivileged use: a privileged helper prepares, an unprivileged worker uses.
+
+Loading an XDP program needs CAP_BPF and CAP_NET_ADMIN; creating an AF_XDP socket needs
+CAP_NET_RAW. Setting a socket up and using it needs none of them, only enough locked
+memory (RLIMIT_MEMLOCK) for its UMEM. So, as QEMU's ``sock-fds`` does:
+
+1. the helper (root) attaches the default program, creates one AF_XDP socket per queue,
+   puts each in the program's XSKMAP, and passes the sockets, the program's BPF link
+   and its XSKMAP to the worker over a Unix socket (SCM_RIGHTS);
+2. the worker (no capabilities) registers its own UMEM on each socket, binds it, and
+   receives and sends.
+
+The program stays attached exactly as long as someone holds its link: the helper can
+exit right after the hand-over, and the program leaves the interface when the worker's
+last socket closes or the worker dies.
+
+Helper::
+
+    afxdp_rs.privileged.serve("/run/afxdp.sock", "eth0", queues=2)   # or:
+    # python -m afxdp_rs helper eth0 --socket /run/afxdp.sock --queues 2
+
+Worker::
+
+    handover = afxdp_rs.privileged.receive("/run/afxdp.sock")
+    sockets = handover.open_sockets(frame_count=1024)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+from typing import Any
+
+from afxdp_rs._afxdp import XdpProgram, XskSocket
+from afxdp_rs.errors import ConfigError, XdpOSError
+
+__all__ = ["Handover", "Prepared", "prepare", "receive", "send_handover", "serve"]
+
+AF_XDP = 44
+_MAGIC = "afxdp_rs-handover-1"
+
+
+@dataclasses.dataclass
+class Prepared:
+    """What the helper made: the attached program and one socket per queue."""
+
+    program: XdpProgram
+    ifname: str
+    queues: list[int]
+    sockets: list[socket.socket]
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+        self.program.close()
+
+
+def prepare(ifname: str, queues: int = 1, start_queue: int = 0, mode: str = "auto") -> Prepared:
+    """Attaches the default program to ``ifname`` and creates one AF_XDP socket per
+    queue, already in the program's XSKMAP (needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)."""
+    if queues < 1 or start_queue < 0:
+        raise ConfigError(
+            f"queues={queues}, start_queue={start_queue}: need queues >= 1 and start_queue >= 0"
+        )
+    program = XdpProgram(ifname, mode)
+    sockets: list[socket.socket] = []
+    try:
+        ids = list(range(start_queue, start_queue + queues))
+        for q in ids:
+            s = socket.socket(AF_XDP, socket.SOCK_RAW)
+            sockets.append(s)
+            program.register(q, s.fileno())
+    except BaseException:
+        for s in sockets:
+            s.close()
+        program.close()
+        raise
+    return Prepared(program, ifname, ids, sockets)
+
+
+def send_handover(conn: socket.socket, prepared: Prepared) -> None:
+    """Sends the sockets, link and XSKMAP of ``prepared`` over a connected Unix socket."""
+    header = {
+        "magic": _MAGIC,
+        "ifname": prepared.ifname,
+        "queues": prepared.queues,
+        "mode": prepared.program.mode,
+        "prog_id": prepared.program.prog_id,
+    }
+    fds = [prepared.program.link_fd, prepared.program.xsks_map_fd]
+    fds += [s.fileno() for s in prepared.sockets]
+    socket.send_fds(conn, [json.dumps(header).encode()], fds)
+
+
+def serve(
+    path: str,
+    ifname: str,
+    queues: int = 1,
+    start_queue: int = 0,
+    mode: str = "auto",
+    *,
+    timeout: float | None = None,
+) -> None:
+    """Prepares the sockets, waits for one worker to connect on the Unix socket
+    ``path`` (created here, removed afterwards), hands everything over, and returns.
+    The program stays attached while the worker holds what it received."""
+    prepared = prepare(ifname, queues, start_queue, mode)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            if os.path.exists(path):
+                os.unlink(path)
+            listener.bind(path)
+            try:
+                os.chmod(path, 0o666)  # the worker runs without privileges
+                listener.listen(1)
+                listener.settimeout(timeout)
+                conn, _ = listener.accept()
+                with conn:
+                    send_handover(conn, prepared)
+            finally:
+                os.unlink(path)
+    finally:
+        prepared.close()
+
+
+@dataclasses.dataclass
+class Handover:
+    """What the worker received: open descriptors it now owns."""
+
+    ifname: str
+    queues: list[int]
+    mode: str
+    prog_id: int
+    link_fd: int
+    xsks_map_fd: int
+    sock_fds: list[int]
+
+    def open_sockets(self, **options: Any) -> list[XskSocket]:
+        """An :class:`XskSocket` on each handed-over socket (``options`` as for
+        XskSocket: frame_count, ring sizes, ...). Each socket keeps the program's link
+        open, so the program stays attached until the last of them closes; the
+        descriptors of this handover are closed here."""
+        sockets: list[XskSocket] = []
+        try:
+            for q, fd in zip(self.queues, self.sock_fds):
+                sockets.append(
+                    XskSocket(
+                        self.ifname,
+                        q,
+                        inhibit=True,
+                        sock_fd=fd,
+                        hold_fds=[self.link_fd],
+                        **options,
+                    )
+                )
+        except BaseException:
+            for s in sockets:
+                s.close()
+            raise
+        finally:
+            self.close()
+        return sockets
+
+    def close(self) -> None:
+        """Closes the received descriptors (sockets made from them keep their own)."""
+        for fd in [self.link_fd, self.xsks_map_fd, *self.sock_fds]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.sock_fds = []
+
+
+def receive(path: str, timeout: float | None = 10.0) -> Handover:
+    """Connects to a helper's Unix socket at ``path`` and takes what it hands over."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(path)
+        msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 2 + 256)
+    try:
+        header = json.loads(msg)
+        if header.get("magic") != _MAGIC:
+            raise ValueError("wrong magic")
+        queues = [int(q) for q in header["queues"]]
+        if len(fds) != 2 + len(queues):
+            raise ValueError(f"expected {2 + len(queues)} descriptors, got {len(fds)}")
+    except (ValueError, KeyError, TypeError) as e:
+        for fd in fds:
+            os.close(fd)
+        raise XdpOSError(
+            f"{path} did not send an afxdp_rs hand-over ({e}): is an afxdp_rs helper serving there?"
+        ) from None
+    return Handover(
+        ifname=str(header["ifname"]),
+        queues=queues,
+        mode=str(header["mode"]),
+        prog_id=int(header["prog_id"]),
+        link_fd=fds[0],
+        xsks_map_fd=fds[1],
+        sock_fds=list(fds[2:]),
+    )
