@@ -140,8 +140,9 @@ class Handover:
     def open_sockets(self, **options: Any) -> list[XskSocket]:
         """An :class:`XskSocket` on each handed-over socket (``options`` as for
         XskSocket: frame_count, ring sizes, ...). Each socket keeps the program's link
-        open, so the program stays attached until the last of them closes; the
-        descriptors of this handover are closed here."""
+        open, so the program stays attached until the last of them closes. On success
+        the descriptors of this handover are closed (the sockets hold duplicates); on
+        failure they stay open, so the call can be retried with other options."""
         sockets: list[XskSocket] = []
         try:
             for q, fd in zip(self.queues, self.sock_fds):
@@ -159,8 +160,7 @@ class Handover:
             for s in sockets:
                 s.close()
             raise
-        finally:
-            self.close()
+        self.close()
         return sockets
 
     def close(self) -> None:

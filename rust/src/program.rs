@@ -348,7 +348,10 @@ impl XdpProgram {
     /// Pins the XSKMAP at `path` in a bpffs mount, so other processes can open it.
     pub fn pin_map(&self, path: &str) -> Result<()> {
         let c = std::ffi::CString::new(path).map_err(|_| {
-            Error::new(ErrorKind::InvalidConfig, format!("path {path:?} contains a NUL byte"))
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("path {path:?} contains a NUL byte"),
+            )
         })?;
         // SAFETY: c is a valid NUL-terminated path and the map fd is open.
         let rc = unsafe { libbpf_sys::bpf_obj_pin(self.map_fd(), c.as_ptr()) };
@@ -436,7 +439,10 @@ pub fn adopt_xsks_map(fd: i32) -> Result<OwnedFd> {
 /// Opens an XSKMAP pinned in bpffs at `path`.
 pub fn open_pinned_map(path: &str) -> Result<OwnedFd> {
     let c = std::ffi::CString::new(path).map_err(|_| {
-        Error::new(ErrorKind::InvalidConfig, format!("path {path:?} contains a NUL byte"))
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("path {path:?} contains a NUL byte"),
+        )
     })?;
     // SAFETY: c is a valid NUL-terminated path.
     let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };

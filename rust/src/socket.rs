@@ -169,6 +169,9 @@ pub struct Counters {
     pub tx_wakeups: u64,
     /// System calls made because the kernel asked for a wakeup (fill ring).
     pub rx_wakeups: u64,
+    /// Completion-ring addresses that were not this socket's frames (dropped, never
+    /// reused). Only descriptors that bypassed the library's checks cause them.
+    pub invalid_completions: u64,
 }
 
 /// An AF_XDP socket bound to one queue of one interface, with its own UMEM.
@@ -303,8 +306,7 @@ impl XskSocket {
                 flags: 0,
                 tx_metadata_len: 0,
             };
-            sys::set_opt(fdb, sys::XDP_UMEM_REG, &reg)
-                .map_err(|e| umem_error(&config.umem, e))?;
+            sys::set_opt(fdb, sys::XDP_UMEM_REG, &reg).map_err(|e| umem_error(&config.umem, e))?;
         }
         let set_size = |name: libc::c_int, size: u32, what: &str| {
             sys::set_opt(fdb, name, &size)
@@ -378,8 +380,7 @@ impl XskSocket {
         // Attach the program before binding, so that "another program is attached"
         // is reported before anything else is set up on the queue.
         #[cfg(feature = "loader")]
-        let program = if config.load_program && config.xsks_map.is_none() && config.rx_size > 0
-        {
+        let program = if config.load_program && config.xsks_map.is_none() && config.rx_size > 0 {
             Some(program::attach(ifname, ifindex, config.mode)?)
         } else {
             None
@@ -629,17 +630,34 @@ impl XskSocket {
     }
 
     /// Moves completed tx frames back to the pool; returns how many.
+    ///
+    /// An address outside this socket's frames is never put in the pool (a frame has
+    /// one owner); it is counted in `invalid_completions`. Through this library's API
+    /// it cannot happen: the kernel only completes what was sent.
     pub fn complete(&mut self) -> u32 {
+        let (lo, hi) = self.frame_span();
         let peek = self.comp.peek(self.comp.size());
         let n = peek.len();
+        let mut valid = 0;
         for i in 0..n {
-            let addr = peek.read(i);
-            self.pool.push(self.umem.frame_of(addr));
+            let frame = self.umem.frame_of(peek.read(i));
+            if frame >= lo && frame < hi {
+                self.pool.push(frame);
+                valid += 1;
+            } else {
+                self.counters.invalid_completions += 1;
+            }
         }
         peek.release_all();
-        self.tx_outstanding -= n.min(self.tx_outstanding);
-        self.counters.tx_completed += n as u64;
+        self.tx_outstanding -= valid.min(self.tx_outstanding);
+        self.counters.tx_completed += valid as u64;
         n
+    }
+
+    /// Byte offsets `[lo, hi)` of this socket's frames in the UMEM.
+    fn frame_span(&self) -> (u64, u64) {
+        let fs = self.config.umem.frame_size as u64;
+        (self.frames.0 as u64 * fs, self.frames.1 as u64 * fs)
     }
 
     fn tx_ring(&mut self) -> Result<&mut ProducerRing<XdpDesc>> {
@@ -820,11 +838,30 @@ impl XskSocket {
     /// for tests that provoke the kernel's invalid-descriptor counters.
     #[doc(hidden)]
     pub fn post_tx_unchecked(&mut self, addr: u64, len: u32) -> Result<()> {
+        // The kernel hands even invalid descriptors back on the completion ring: the
+        // frame must be one we own, taken out of the pool, so it is never in two places.
+        let (lo, hi) = self.frame_span();
+        let frame = self.umem.frame_of(addr);
+        if frame >= lo && frame < hi && !self.pool.remove(frame) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "frame {frame} is not free: use a free frame or an address outside the UMEM"
+                ),
+            ));
+        }
         {
             let tx = self.tx_ring()?;
             let mut r = tx.reserve(1);
             if !r.is_empty() {
-                r.write(0, XdpDesc { addr, len, options: 0 });
+                r.write(
+                    0,
+                    XdpDesc {
+                        addr,
+                        len,
+                        options: 0,
+                    },
+                );
                 r.submit_all();
             }
         }

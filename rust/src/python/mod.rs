@@ -291,16 +291,18 @@ impl PySocket {
             config.xsks_map = Some(Arc::new(crate::program::adopt_xsks_map(fd).map_err(to_py)?));
         }
         if let Some(path) = xsks_map_path {
-            config.xsks_map = Some(Arc::new(crate::program::open_pinned_map(path).map_err(to_py)?));
+            config.xsks_map = Some(Arc::new(
+                crate::program::open_pinned_map(path).map_err(to_py)?,
+            ));
         }
         let fd = sock_fd.map(|fd| dup_fd("sock_fd", fd)).transpose()?;
         let owner = shared_umem.map(|o| o.get());
         let ifname_owned = ifname.to_string();
         let sock = py
             .detach(|| match owner {
-                Some(o) => o.locked(|s| {
-                    XskSocket::open_with(&ifname_owned, queue, config, fd, Some(s))
-                }),
+                Some(o) => {
+                    o.locked(|s| XskSocket::open_with(&ifname_owned, queue, config, fd, Some(s)))
+                }
                 None => XskSocket::open_with(&ifname_owned, queue, config, fd, None),
             })
             .map_err(to_py)?;
@@ -451,6 +453,7 @@ impl PySocket {
         d.set_item("tx_completed", c.tx_completed)?;
         d.set_item("tx_wakeups", c.tx_wakeups)?;
         d.set_item("rx_wakeups", c.rx_wakeups)?;
+        d.set_item("invalid_completions", c.invalid_completions)?;
         d.set_item("free_frames", free)?;
         d.set_item("tx_outstanding", outstanding)?;
         Ok(d)
@@ -793,7 +796,10 @@ pub struct PyXdpProgram {
 }
 
 impl PyXdpProgram {
-    fn with<R>(&self, f: impl FnOnce(&crate::program::XdpProgram) -> Result<R, Error>) -> PyResult<R> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&crate::program::XdpProgram) -> Result<R, Error>,
+    ) -> PyResult<R> {
         let guard = lock(&self.prog);
         let prog = guard.as_ref().ok_or_else(|| {
             errors::SocketClosedError::new_err("this XdpProgram was closed (detached)")
@@ -876,7 +882,10 @@ impl PyXdpProgram {
     }
 
     fn __repr__(&self) -> String {
-        format!("<XdpProgram {} {} id={}>", self.ifname, self.mode, self.prog_id)
+        format!(
+            "<XdpProgram {} {} id={}>",
+            self.ifname, self.mode, self.prog_id
+        )
     }
 }
 
