@@ -26,8 +26,9 @@ def test_unknown_interface(bed: VethTestbed) -> None:
 
 
 def test_queue_the_interface_does_not_have(bed: VethTestbed) -> None:
-    with pytest.raises(afxdp_rs.QueueError, match=r"queue 5 does not exist.*has 1 queue"):
+    with pytest.raises(afxdp_rs.QueueError, match=r"queue 5 does not exist.*has 1 queue") as e:
         afxdp_rs.XskSocket(bed.inner, 5)
+    assert e.value.errno == 22  # EINVAL
     with pytest.raises(afxdp_rs.QueueError, match=r"queue=-1"):
         afxdp_rs.XskSocket(bed.inner, -1)
     assert bed.xdp_state(bed.inner) == ("none", 0), "nothing left attached after the error"
@@ -89,6 +90,41 @@ def test_packet_sizes(bed: VethTestbed) -> None:
                 sock.send([b"\x00" * 2049])
     finally:
         bed.set_mtu(bed.inner, bed.mtu)
+
+
+def test_huge_batch_request_is_clamped(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0, rx_size=64) as sock:
+        with sock.recv(10**9, timeout=0) as batch:
+            assert len(batch) == 0
+        with pytest.raises(afxdp_rs.ConfigError, match="max=1000000000000"):
+            sock.recv(10**12)
+
+
+def test_mutable_buffers_are_sent_as_they_were(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock, bed.packet_socket(bed.peer) as peer:
+        peer.settimeout(2.0)
+        frames = [bed.frame(i, 100, to_inner=False) for i in range(3)]
+        packets = [bytearray(frames[0]), memoryview(bytearray(frames[1])), frames[2]]
+        assert sock.send(packets, timeout=1.0) == 3
+        assert sock.flush(timeout=1.0)
+        got = []
+        while len(got) < 3:
+            data, addr = peer.recvfrom(2048)
+            if addr[2] != 4:  # PACKET_OUTGOING
+                got.append(data)
+        assert got == frames
+
+
+def test_removed_interface_is_reported(bed: VethTestbed) -> None:
+    """A socket whose interface is deleted raises on the next wait, never hangs."""
+    bed.add_veth("gone0", "gone1")
+    sock = afxdp_rs.XskSocket("gone0", 0)
+    bed.delete_link("gone0")
+    with pytest.raises(afxdp_rs.XdpOSError, match="stopped working"):
+        sock.recv(8, timeout=2.0)
+    with pytest.raises(afxdp_rs.XdpOSError, match="stopped working"):
+        sock.wait_readable(timeout=2.0)
+    sock.close()
 
 
 def test_use_after_close(bed: VethTestbed) -> None:

@@ -162,6 +162,20 @@ class VethTestbed:
             self._created = False
             netns.remove(self.name)
 
+    def add_veth(self, name: str, peer: str) -> None:
+        """Adds another veth pair, up, to the namespace."""
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=name, kind="veth", peer=peer)
+            for n in (name, peer):
+                (idx,) = ipr.link_lookup(ifname=n)
+                ipr.link("set", index=idx, state="up")
+
+    def delete_link(self, name: str) -> None:
+        """Deletes an interface (a veth takes its peer along)."""
+        with IPRoute() as ipr:
+            (idx,) = ipr.link_lookup(ifname=name)
+            ipr.link("del", index=idx)
+
     def set_mtu(self, ifname: str, mtu: int) -> None:
         """Changes the MTU of one end of the pair."""
         with IPRoute() as ipr:

@@ -391,9 +391,13 @@ pub fn map_insert(map_fd: i32, queue: u32, sock_fd: i32) -> Result<()> {
     if rc < 0 {
         let err = io::Error::from_raw_os_error(-rc);
         return Err(match -rc {
-            libc::E2BIG | libc::EINVAL => Error::new(
+            libc::E2BIG => Error::new(
                 ErrorKind::InvalidQueue,
                 format!("queue {queue} has no slot in the XSKMAP (fd {map_fd}): it is too small"),
+            ),
+            libc::EOPNOTSUPP => Error::new(
+                ErrorKind::InvalidConfig,
+                format!("descriptor {sock_fd} is not an AF_XDP socket: the XSKMAP refuses it"),
             ),
             _ => Error::os(
                 format!("inserting the socket of queue {queue} into the XSKMAP (fd {map_fd})"),

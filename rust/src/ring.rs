@@ -48,7 +48,7 @@
 use std::alloc::Layout;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::sys::XDP_RING_NEED_WAKEUP;
@@ -134,6 +134,8 @@ fn assert_ring_size(size: u32) {
 /// ring logic without a kernel). `producer()` and `consumer()` give the two ends.
 pub struct LocalRing<T> {
     parts: RingParts,
+    /// Whether the producer and the consumer end were handed out (once each).
+    taken: [AtomicBool; 2],
     _entry: PhantomData<T>,
 }
 
@@ -166,6 +168,7 @@ impl<T: Copy> LocalRing<T> {
         };
         let ring = LocalRing {
             parts,
+            taken: [AtomicBool::new(false), AtomicBool::new(false)],
             _entry: PhantomData,
         };
         ring.producer_index().store(start, Ordering::Relaxed);
@@ -183,15 +186,25 @@ impl<T: Copy> LocalRing<T> {
         unsafe { self.parts.consumer.as_ref() }
     }
 
-    /// The producing end. Create at most one: the ring has a single producer.
+    /// The producing end. A ring has a single producer: a second call panics.
     pub fn producer(&self) -> ProducerRing<T> {
-        // SAFETY: the parts describe a valid ring of T; the caller promises one producer.
+        assert!(
+            !self.taken[0].swap(true, Ordering::AcqRel),
+            "LocalRing::producer() called twice: a ring has one producer"
+        );
+        // SAFETY: the parts describe a valid ring of T, and the flag above makes this
+        // the only producer.
         unsafe { ProducerRing::new(self.parts.clone()) }
     }
 
-    /// The consuming end. Create at most one: the ring has a single consumer.
+    /// The consuming end. A ring has a single consumer: a second call panics.
     pub fn consumer(&self) -> ConsumerRing<T> {
-        // SAFETY: the parts describe a valid ring of T; the caller promises one consumer.
+        assert!(
+            !self.taken[1].swap(true, Ordering::AcqRel),
+            "LocalRing::consumer() called twice: a ring has one consumer"
+        );
+        // SAFETY: the parts describe a valid ring of T, and the flag above makes this
+        // the only consumer.
         unsafe { ConsumerRing::new(self.parts.clone()) }
     }
 
@@ -762,6 +775,14 @@ mod tests {
             peek.release_all();
         }
         producer.join().unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "one producer")]
+    fn one_producer_only() {
+        let ring = LocalRing::<u64>::new(8, 0);
+        let _a = ring.producer();
+        let _b = ring.producer();
     }
 
     #[test]

@@ -172,6 +172,10 @@ pub struct Counters {
     /// Completion-ring addresses that were not this socket's frames (dropped, never
     /// reused). Only descriptors that bypassed the library's checks cause them.
     pub invalid_completions: u64,
+    /// Rx descriptors whose frame was not this socket's (dropped, never handed out).
+    pub invalid_rx_descs: u64,
+    /// Frames handed back that this socket had not handed out (ignored).
+    pub invalid_returns: u64,
 }
 
 /// An AF_XDP socket bound to one queue of one interface, with its own UMEM.
@@ -184,11 +188,23 @@ pub struct XskSocket {
     comp: ConsumerRing<u64>,
     rx: Option<ConsumerRing<XdpDesc>>,
     tx: Option<ProducerRing<XdpDesc>>,
-    fd: OwnedFd,
+    /// Shared with waiters that poll without holding the socket (see `fd_handle`).
+    fd: Arc<OwnedFd>,
+    /// This socket's frames of the UMEM. Shared with whatever still reads them (rx
+    /// batches in Python): the range is free for another socket only when all are gone.
+    claim: Arc<FrameClaim>,
     umem: Arc<UmemArea>,
     pool: FramePool,
     /// The UMEM frame indices this socket owns.
     frames: (u32, u32),
+    /// One bit per frame of `frames`: set while the frame is in a user's rx batch.
+    held: Vec<u64>,
+    /// Frames on the fill ring or with the kernel for rx (not yet received).
+    rx_in_kernel: u32,
+    /// At most this many frames go to the fill ring; the rest stay for tx.
+    fill_cap: u32,
+    /// A failure to report on the next call (e.g. after packets were already queued).
+    pending: Option<Error>,
     config: SocketConfig,
     ifname: String,
     ifindex: u32,
@@ -270,9 +286,27 @@ impl XskSocket {
         }
         config.validate()?;
         let ifindex = sys::if_index(ifname)?;
-        if let Some(queues) = sys::if_queue_count(ifname) {
-            if queue >= queues {
-                return Err(bad_queue(ifname, queue, Some(queues)));
+        if let Some((rxq, txq)) = sys::if_queue_count(ifname) {
+            // The queue must exist on each side the socket uses.
+            let limit = match (config.rx_size > 0, config.tx_size > 0) {
+                (true, true) => rxq.min(txq),
+                (true, false) => rxq,
+                _ => txq,
+            };
+            if queue >= limit {
+                return Err(bad_queue(ifname, queue, Some(limit)));
+            }
+        }
+        if let Some(owner) = share {
+            if owner.ifindex == ifindex && owner.queue == queue {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "sharing the UMEM of the socket on {ifname} queue {queue} with another \
+                         socket on the same queue is not supported: share it across queues \
+                         (or interfaces)"
+                    ),
+                ));
             }
         }
         // Without the MTU (an interface in another namespace), the frame is the limit.
@@ -282,12 +316,9 @@ impl XskSocket {
             None => Arc::new(UmemArea::new(config.umem)?),
         };
         let frames = config.frames.unwrap_or((0, config.umem.frame_count));
-        umem.claim(frames)?;
         // From here on, dropping `claim` gives the frames back if open fails.
-        let claim = Claim {
-            umem: &umem,
-            frames,
-        };
+        let claim = Arc::new(FrameClaim::new(Arc::clone(&umem), frames)?);
+        let handed_over = fd.is_some();
         let fd = match fd {
             Some(fd) => {
                 sys::check_xsk_fd(fd.as_fd())?;
@@ -408,12 +439,25 @@ impl XskSocket {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: shared_umem_fd,
         };
-        bind_with_retry(fdb, &addr, config.bind_retry)
-            .map_err(|e| bind_error(ifname, queue, config.bind, e))?;
+        // A handed-over socket that is already bound answers EBUSY at once: no retry.
+        let retry = if handed_over {
+            Duration::ZERO
+        } else {
+            config.bind_retry
+        };
+        bind_with_retry(fdb, &addr, retry)
+            .map_err(|e| bind_error(ifname, queue, config.bind, handed_over, e))?;
         let zerocopy = sys::is_zerocopy(fdb).map_err(|e| Error::os("reading XDP_OPTIONS", e))?;
 
         let pool = FramePool::range(&config.umem, frames.0, frames.1);
-        std::mem::forget(claim);
+        let count = frames.1 - frames.0;
+        // Keep frames for tx when the socket also sends: up to a tx ring's worth, at
+        // most half of them.
+        let tx_reserve = if config.tx_size > 0 {
+            config.tx_size.min(count / 2)
+        } else {
+            0
+        };
         let mut sock = XskSocket {
             #[cfg(feature = "loader")]
             program,
@@ -421,10 +465,15 @@ impl XskSocket {
             comp,
             rx,
             tx,
-            fd,
+            fd: Arc::new(fd),
+            claim,
             umem,
             pool,
             frames,
+            held: vec![0; (count as usize).div_ceil(64)],
+            rx_in_kernel: 0,
+            fill_cap: count - tx_reserve,
+            pending: None,
             ifname: ifname.to_string(),
             ifindex,
             queue,
@@ -449,6 +498,18 @@ impl XskSocket {
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// The socket's descriptor, kept open by the handle even if the socket is closed
+    /// meanwhile: for waiting (poll) without holding the socket.
+    pub fn fd_handle(&self) -> Arc<OwnedFd> {
+        Arc::clone(&self.fd)
+    }
+
+    /// This socket's claim on its UMEM frames: hold it while reading frames the socket
+    /// handed out, so that no other socket gets them before the reader is done.
+    pub fn frame_claim(&self) -> Arc<FrameClaim> {
+        Arc::clone(&self.claim)
     }
 
     pub fn ifname(&self) -> &str {
@@ -516,9 +577,14 @@ impl XskSocket {
         sys::statistics(self.fd()).map_err(|e| Error::os("reading XDP_STATISTICS", e))
     }
 
-    /// Moves free frames onto the fill ring (as many as fit); returns how many.
+    /// Moves free frames onto the fill ring, keeping at most `fill_cap` frames with the
+    /// kernel for rx (the rest of the pool stays for tx); returns how many.
     pub fn refill(&mut self) -> u32 {
-        let want = self.pool.len().min(self.fill.size() as usize) as u32;
+        if self.rx.is_none() {
+            return 0;
+        }
+        let room = self.fill_cap.saturating_sub(self.rx_in_kernel);
+        let want = (self.pool.len() as u32).min(room).min(self.fill.size());
         if want == 0 {
             return 0;
         }
@@ -529,9 +595,12 @@ impl XskSocket {
             r.write(i, frame);
         }
         r.submit_all();
+        self.rx_in_kernel += n;
         n
     }
 
+    /// Makes the system call the kernel asked for on the fill ring (or always, without
+    /// need_wakeup).
     fn kick_rx_if_needed(&mut self) -> Result<()> {
         if self.config.need_wakeup && !self.fill.needs_wakeup() {
             return Ok(());
@@ -544,10 +613,28 @@ impl XskSocket {
         }
     }
 
+    /// Reports a failure saved for the next call.
+    fn take_pending(&mut self) -> Result<()> {
+        match self.pending.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Bit index of `frame` in `held`, if the frame is one of this socket's.
+    fn frame_index(&self, frame: u64) -> Option<usize> {
+        let (lo, hi) = self.frame_span();
+        (frame >= lo && frame < hi)
+            .then(|| ((frame - lo) / self.config.umem.frame_size as u64) as usize)
+    }
+
     /// Takes up to `max` received packets without waiting and appends their
     /// descriptors to `out`. The frames now belong to the caller until it hands them
     /// back with [`XskSocket::recycle`]. Returns how many were taken.
     pub fn recv(&mut self, max: u32, out: &mut Vec<XdpDesc>) -> Result<u32> {
+        self.take_pending()?;
+        let (lo, hi) = self.frame_span();
+        let fs = self.config.umem.frame_size as u64;
         let Some(rx) = self.rx.as_mut() else {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -558,32 +645,63 @@ impl XskSocket {
         let n = peek.len();
         out.reserve(n as usize);
         let mut bytes = 0u64;
+        let mut taken = 0;
         for i in 0..n {
             let d = peek.read(i);
+            let frame = d.addr & !(fs - 1);
+            // The kernel only returns frames we put on the fill ring; anything else
+            // would be a frame we do not own: never hand it out.
+            if frame < lo || frame >= hi || !self.umem.contains(d.addr, d.len) {
+                self.counters.invalid_rx_descs += 1;
+                continue;
+            }
+            let bit = ((frame - lo) / fs) as usize;
+            self.held[bit / 64] |= 1 << (bit % 64);
             bytes += d.len as u64;
             out.push(d);
+            taken += 1;
         }
         peek.release_all();
-        self.rx_held += n;
-        self.counters.rx_packets += n as u64;
+        self.rx_in_kernel = self.rx_in_kernel.saturating_sub(n);
+        self.rx_held += taken;
+        self.counters.rx_packets += taken as u64;
         self.counters.rx_bytes += bytes;
         if n == 0 {
             self.refill();
             self.kick_rx_if_needed()?;
         }
-        Ok(n)
+        Ok(taken)
     }
 
-    /// Hands received frames (any address inside each frame) back; they go on the
-    /// fill ring again.
-    pub fn recycle(&mut self, addrs: impl IntoIterator<Item = u64>) {
+    /// Hands received frames (any address inside each frame) back; they go on the fill
+    /// ring again. An address that is not a frame this socket handed out (or one
+    /// already handed back) is ignored and counted in `invalid_returns`: a frame is
+    /// never in two places. Returns how many frames were taken back.
+    pub fn recycle(&mut self, addrs: impl IntoIterator<Item = u64>) -> u32 {
+        let mut back = 0;
         for addr in addrs {
-            self.pool.push(self.umem.frame_of(addr));
-            self.rx_held = self.rx_held.saturating_sub(1);
+            let frame = self.umem.frame_of(addr);
+            match self.frame_index(frame) {
+                Some(bit) if self.held[bit / 64] & (1 << (bit % 64)) != 0 => {
+                    self.held[bit / 64] &= !(1 << (bit % 64));
+                    self.pool.push(frame);
+                    back += 1;
+                }
+                _ => self.counters.invalid_returns += 1,
+            }
         }
-        if self.rx.is_some() {
-            self.refill();
+        self.rx_held = self.rx_held.saturating_sub(back);
+        if self.refill() > 0 {
+            if let Err(e) = self.kick_rx_if_needed() {
+                self.pending = Some(e);
+            }
         }
+        back
+    }
+
+    /// Frames currently held in the user's rx batches.
+    pub fn rx_held(&self) -> u32 {
+        self.rx_held
     }
 
     /// Like [`XskSocket::recv`], waiting up to `timeout` (forever if `None`) for at
@@ -607,26 +725,17 @@ impl XskSocket {
         }
     }
 
-    /// Waits up to `timeout` for `events` (POLLIN/POLLOUT) on the socket.
+    /// Waits up to `timeout` for `events` (POLLIN/POLLOUT) on the socket; returns
+    /// whether they came. Reports an interface that went away or down.
     pub fn poll(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
-        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-        match sys::poll(self.fd(), events, ms) {
-            Ok(rev) => {
-                if rev & (libc::POLLERR | libc::POLLNVAL) != 0 {
-                    return Err(Error::new(
-                        ErrorKind::Os,
-                        format!(
-                            "the AF_XDP socket on {} queue {} reported an error (is the \
-                             interface still there?)",
-                            self.ifname, self.queue
-                        ),
-                    ));
-                }
-                Ok(rev & events != 0)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(e) => Err(self.io_error("poll", e)),
-        }
+        wait_fd(
+            self.fd(),
+            events,
+            timeout,
+            self.rx.is_some(),
+            &self.ifname,
+            self.queue,
+        )
     }
 
     /// Moves completed tx frames back to the pool; returns how many.
@@ -728,6 +837,7 @@ impl XskSocket {
     }
 
     fn queue_checked<P: AsRef<[u8]>>(&mut self, packets: &[P]) -> Result<usize> {
+        self.take_pending()?;
         self.tx_ring()?;
         self.complete();
         let want = packets.len().min(self.pool.len()).min(u32::MAX as usize) as u32;
@@ -759,7 +869,11 @@ impl XskSocket {
         self.counters.tx_packets += n as u64;
         self.counters.tx_bytes += bytes;
         if n > 0 {
-            self.kick_tx()?;
+            // The packets are queued whatever the kick says: report its failure on the
+            // next call, so the caller's count of what was queued stays right.
+            if let Err(e) = self.kick_tx() {
+                self.pending = Some(e);
+            }
         }
         Ok(n as usize)
     }
@@ -825,13 +939,29 @@ impl XskSocket {
     /// Puts `addr` on the fill ring without any check (taking it out of the pool if it
     /// is there). Only for tests that provoke the kernel's invalid-descriptor counters.
     #[doc(hidden)]
-    pub fn post_fill_unchecked(&mut self, addr: u64) {
-        self.pool.remove(addr);
+    pub fn post_fill_unchecked(&mut self, addr: u64) -> Result<()> {
+        self.take_free_frame(addr)?;
         let mut r = self.fill.reserve(1);
         if !r.is_empty() {
             r.write(0, addr);
             r.submit_all();
         }
+        Ok(())
+    }
+
+    /// For the unchecked test hooks: an address outside this socket's frames is fine
+    /// (the kernel rejects it); one inside must be a free frame, taken out of the pool.
+    fn take_free_frame(&mut self, addr: u64) -> Result<()> {
+        let frame = self.umem.frame_of(addr);
+        if self.frame_index(frame).is_some() && !self.pool.remove(frame) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "frame {frame} is not free: use a free frame or an address outside the UMEM"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Puts a tx descriptor on the ring without any check and kicks the kernel. Only
@@ -840,16 +970,7 @@ impl XskSocket {
     pub fn post_tx_unchecked(&mut self, addr: u64, len: u32) -> Result<()> {
         // The kernel hands even invalid descriptors back on the completion ring: the
         // frame must be one we own, taken out of the pool, so it is never in two places.
-        let (lo, hi) = self.frame_span();
-        let frame = self.umem.frame_of(addr);
-        if frame >= lo && frame < hi && !self.pool.remove(frame) {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!(
-                    "frame {frame} is not free: use a free frame or an address outside the UMEM"
-                ),
-            ));
-        }
+        self.take_free_frame(addr)?;
         {
             let tx = self.tx_ring()?;
             let mut r = tx.reserve(1);
@@ -900,19 +1021,70 @@ impl Drop for XskSocket {
         } else if let Some(map) = &self.config.xsks_map {
             program::map_delete(map.as_raw_fd(), self.queue);
         }
+    }
+}
+
+/// A socket's range of UMEM frames. While it lives, no other socket sharing the UMEM
+/// can take those frames; it is given back when the socket and everything that still
+/// reads its frames (rx batches) are gone.
+pub struct FrameClaim {
+    umem: Arc<UmemArea>,
+    frames: (u32, u32),
+}
+
+impl FrameClaim {
+    fn new(umem: Arc<UmemArea>, frames: (u32, u32)) -> Result<Self> {
+        umem.claim(frames)?;
+        Ok(FrameClaim { umem, frames })
+    }
+
+    /// The UMEM the frames belong to.
+    pub fn umem(&self) -> &Arc<UmemArea> {
+        &self.umem
+    }
+}
+
+impl Drop for FrameClaim {
+    fn drop(&mut self) {
         self.umem.unclaim(self.frames);
     }
 }
 
-/// Frames claimed in a UMEM while a socket is being opened; given back if it fails.
-struct Claim<'a> {
-    umem: &'a UmemArea,
-    frames: (u32, u32),
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.umem.unclaim(self.frames);
+/// Waits up to `timeout` for `events` on an AF_XDP socket, and reports a socket the
+/// kernel has unbound (its interface went away) or flagged with an error, which
+/// `poll` alone never shows. `probe_rx`: the socket has an rx ring to probe with.
+pub fn wait_fd(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    timeout: Option<Duration>,
+    probe_rx: bool,
+    ifname: &str,
+    queue: u32,
+) -> Result<bool> {
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let ready = match sys::poll(fd, events, ms) {
+        Ok(rev) => rev & events != 0 && rev & (libc::POLLERR | libc::POLLNVAL) == 0,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+        Err(e) => return Err(Error::os(format!("poll on {ifname} queue {queue}"), e)),
+    };
+    if ready {
+        return Ok(true);
+    }
+    let mut failure = sys::so_error(fd).err();
+    if failure.is_none() && probe_rx {
+        // An unbound socket answers ENXIO; a bound one returns at once.
+        failure = sys::kick_rx(fd).err().filter(|e| !transient(e));
+    }
+    match failure {
+        None => Ok(false),
+        Some(e) => Err(Error::new(
+            ErrorKind::Os,
+            format!(
+                "the AF_XDP socket on {ifname} queue {queue} stopped working ({e}): the \
+                 interface was removed, went down or lost its queue; close the socket"
+            ),
+        )
+        .with_errno(e.raw_os_error().unwrap_or(0))),
     }
 }
 
@@ -972,15 +1144,24 @@ fn bad_queue(ifname: &str, queue: u32, queues: Option<u32>) -> Error {
     .with_errno(libc::EINVAL)
 }
 
-fn bind_error(ifname: &str, queue: u32, mode: BindMode, e: io::Error) -> Error {
+fn bind_error(ifname: &str, queue: u32, mode: BindMode, handed_over: bool, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::EINVAL) => {
-            let queues = sys::if_queue_count(ifname);
-            if queues.is_some_and(|n| queue >= n) {
-                return bad_queue(ifname, queue, queues);
+            if let Some((rxq, txq)) = sys::if_queue_count(ifname) {
+                if queue >= rxq.max(txq) {
+                    return bad_queue(ifname, queue, Some(rxq.max(txq)));
+                }
             }
             Error::os(format!("binding to {ifname} queue {queue}"), e)
         }
+        Some(libc::EBUSY) if handed_over => Error::new(
+            ErrorKind::Busy,
+            format!(
+                "the handed-over socket for {ifname} queue {queue} is already bound (or the \
+                 queue is in use): pass a fresh, unbound AF_XDP socket"
+            ),
+        )
+        .with_errno(libc::EBUSY),
         Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if mode == BindMode::ZeroCopy => {
             Error::new(
                 ErrorKind::InvalidConfig,
@@ -1010,23 +1191,34 @@ fn bind_error(ifname: &str, queue: u32, mode: BindMode, e: io::Error) -> Error {
 
 fn umem_error(cfg: &UmemConfig, e: io::Error) -> Error {
     match e.raw_os_error() {
-        Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM) => {
+        Some(libc::ENOBUFS) => {
+            // xdp_umem_account_pages: RLIMIT_MEMLOCK without CAP_IPC_LOCK. The limit is
+            // compared with everything this user has locked, this UMEM included.
             let bytes = cfg.len();
             Error::new(
                 ErrorKind::Memlock,
                 format!(
-                    "registering the UMEM ({bytes} bytes: {} frames of {}) failed ({e}): the \
-                     process may lock too little memory. It needs RLIMIT_MEMLOCK of at least \
-                     {bytes} bytes ({} KiB) or CAP_IPC_LOCK: run `ulimit -l {}` (or \
-                     unlimited), set LimitMEMLOCK= for a service, or use fewer frames",
+                    "registering the UMEM ({bytes} bytes: {} frames of {}) failed: the locked \
+                     memory limit is too low. RLIMIT_MEMLOCK must cover this UMEM's {bytes} \
+                     bytes ({} KiB) plus what this user has locked already (other UMEMs): \
+                     run `ulimit -l <KiB>` or `ulimit -l unlimited`, set LimitMEMLOCK= for a \
+                     service, grant CAP_IPC_LOCK, or use fewer frames",
                     cfg.frame_count,
                     cfg.frame_size,
                     bytes.div_ceil(1024),
-                    bytes.div_ceil(1024),
                 ),
             )
-            .with_errno(e.raw_os_error().unwrap_or(0))
+            .with_errno(libc::ENOBUFS)
         }
+        Some(libc::ENOMEM) => Error::new(
+            ErrorKind::Os,
+            format!(
+                "registering the UMEM ({} bytes) failed: the kernel could not pin its pages \
+                 (out of memory): use fewer frames",
+                cfg.len()
+            ),
+        )
+        .with_errno(libc::ENOMEM),
         _ => Error::os("registering the UMEM (XDP_UMEM_REG)", e),
     }
 }

@@ -94,7 +94,8 @@ pub struct SockaddrXdp {
 pub struct XdpStatistics {
     /// Packets dropped for reasons other than invalid descriptors (e.g. no fill buffer).
     pub rx_dropped: u64,
-    /// Rx descriptors the kernel found invalid.
+    /// Invalid descriptors on the rx ring. Current kernels never count here: a bad
+    /// fill-ring address is skipped and counted on the fill ring, which is not reported.
     pub rx_invalid_descs: u64,
     /// Tx descriptors the kernel found invalid.
     pub tx_invalid_descs: u64,
@@ -382,8 +383,32 @@ struct EthtoolChannels {
 
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 
-/// How many queues the interface has (rx+combined channels), if the driver says.
-pub fn if_queue_count(ifname: &str) -> Option<u32> {
+/// The pending error of a socket (SO_ERROR, which reading clears): Ok if none.
+pub fn so_error(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut err: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: err is a valid, writable c_int and len holds its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    Ok(())
+}
+
+/// How many (rx, tx) queues the interface has, counting combined channels, if the
+/// driver says.
+pub fn if_queue_count(ifname: &str) -> Option<(u32, u32)> {
     let sock = inet_socket().ok()?;
     let mut ch = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
@@ -397,11 +422,9 @@ pub fn if_queue_count(ifname: &str) -> Option<u32> {
     if rc < 0 {
         return None;
     }
-    // A socket binds to a queue pair: the queue must exist on both sides.
     let rx = ch.rx_count + ch.combined_count;
     let tx = ch.tx_count + ch.combined_count;
-    let n = if tx > 0 { rx.min(tx) } else { rx };
-    (n > 0).then_some(n)
+    (rx > 0 || tx > 0).then_some((rx, tx))
 }
 
 /// The inode of the calling thread's network namespace: with the interface index it

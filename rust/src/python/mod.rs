@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,9 +21,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::error::{Error, ErrorKind};
+use crate::socket::FrameClaim;
 use crate::socket::{BindMode, SocketConfig, XskSocket};
 use crate::sys::XdpDesc;
-use crate::umem::{UmemArea, UmemConfig};
+use crate::umem::UmemConfig;
 
 mod errors {
     pyo3::import_exception!(afxdp_rs.errors, InterfaceNotFoundError);
@@ -41,6 +43,18 @@ mod errors {
 }
 
 fn to_py(e: Error) -> PyErr {
+    let errno = e.errno();
+    let err = to_py_kind(&e);
+    if let Some(n) = errno {
+        // Keep the kernel's errno on the exception (OSError subclasses read it).
+        Python::attach(|py| {
+            let _ = err.value(py).setattr("errno", n);
+        });
+    }
+    err
+}
+
+fn to_py_kind(e: &Error) -> PyErr {
     let msg = e.message().to_string();
     match e.kind() {
         ErrorKind::InterfaceNotFound => errors::InterfaceNotFoundError::new_err(msg),
@@ -132,21 +146,38 @@ where
 }
 
 /// State shared by a socket and the rx batches it handed out.
-struct Shared {
-    umem: Arc<UmemArea>,
-    /// Frames given back by batches, waiting for the socket to put them on the fill
-    /// ring.
+struct Core {
+    inner: Mutex<Option<XskSocket>>,
+    /// Frames given back by batches while the socket was busy, waiting for its next
+    /// call to put them on the fill ring.
     returns: Mutex<Vec<u64>>,
     closed: AtomicBool,
 }
 
-impl Shared {
+impl Core {
+    /// Gives a batch's frames back: straight onto the fill ring when the socket is
+    /// free (never waiting for it), else through the return queue.
     fn give_back(&self, descs: &[XdpDesc]) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let mut r = lock(&self.returns);
-        r.extend(descs.iter().map(|d| d.addr));
+        if let Ok(mut guard) = self.inner.try_lock() {
+            if let Some(sock) = guard.as_mut() {
+                sock.recycle(descs.iter().map(|d| d.addr));
+            }
+            return;
+        }
+        lock(&self.returns).extend(descs.iter().map(|d| d.addr));
+    }
+
+    fn locked<R>(&self, f: impl FnOnce(&mut XskSocket) -> Result<R, Error>) -> Result<R, Error> {
+        let mut guard = lock(&self.inner);
+        let sock = guard.as_mut().ok_or_else(Error::closed)?;
+        let returned = std::mem::take(&mut *lock(&self.returns));
+        if !returned.is_empty() {
+            sock.recycle(returned);
+        }
+        f(sock)
     }
 }
 
@@ -157,8 +188,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An AF_XDP socket on one queue of one interface.
 #[pyclass(frozen, module = "afxdp_rs._afxdp", name = "XskSocket")]
 pub struct PySocket {
-    inner: Mutex<Option<XskSocket>>,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     #[pyo3(get)]
     ifname: String,
     #[pyo3(get)]
@@ -175,6 +205,7 @@ pub struct PySocket {
     #[pyo3(get)]
     frames: (u32, u32),
     fd: i32,
+    has_rx: bool,
 }
 
 impl PySocket {
@@ -189,13 +220,22 @@ impl PySocket {
     }
 
     fn locked<R>(&self, f: impl FnOnce(&mut XskSocket) -> Result<R, Error>) -> Result<R, Error> {
-        let mut guard = lock(&self.inner);
-        let sock = guard.as_mut().ok_or_else(Error::closed)?;
-        let returned = std::mem::take(&mut *lock(&self.shared.returns));
-        if !returned.is_empty() {
-            sock.recycle(returned);
-        }
-        f(sock)
+        self.core.locked(f)
+    }
+
+    fn shutdown(&self) -> Option<XskSocket> {
+        let sock = lock(&self.core.inner).take();
+        self.core.closed.store(true, Ordering::Release);
+        lock(&self.core.returns).clear();
+        sock
+    }
+}
+
+impl Drop for PySocket {
+    fn drop(&mut self) {
+        // Garbage-collected without close(): close it now (batches still hold the
+        // core, and with it the socket, otherwise).
+        drop(self.shutdown());
     }
 }
 
@@ -308,11 +348,6 @@ impl PySocket {
             .map_err(to_py)?;
         use std::os::fd::AsRawFd;
         Ok(PySocket {
-            shared: Arc::new(Shared {
-                umem: Arc::clone(sock.umem()),
-                returns: Mutex::new(Vec::new()),
-                closed: AtomicBool::new(false),
-            }),
             ifname: ifname.to_string(),
             queue,
             zerocopy: sock.zerocopy(),
@@ -321,7 +356,12 @@ impl PySocket {
             frames: sock.frames(),
             max_packet: sock.max_packet(),
             fd: sock.fd().as_raw_fd(),
-            inner: Mutex::new(Some(sock)),
+            has_rx: sock.config().rx_size > 0,
+            core: Arc::new(Core {
+                returns: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
+                inner: Mutex::new(Some(sock)),
+            }),
         })
     }
 
@@ -335,18 +375,31 @@ impl PySocket {
             return Err(config_err("max=0: ask for at least one packet".into()));
         }
         let timeout = timeout_arg(timeout)?;
+        // A batch never holds more than the rx ring can: clamp before allocating.
+        let (max, fd, claim) = self.with_socket(py, |s| {
+            Ok((
+                max.min(s.config().rx_size.max(1)),
+                s.fd_handle(),
+                s.frame_claim(),
+            ))
+        })?;
         let mut descs = Vec::with_capacity(max as usize);
+        let (ifname, queue, has_rx) = (&self.ifname, self.queue, self.has_rx);
+        // Take what is there with the socket locked; wait with it unlocked, so other
+        // threads can send meanwhile.
         let got = sliced_wait(py, timeout, |slice| {
-            self.locked(|s| {
-                let n = s.recv_wait(max, &mut descs, Some(slice))?;
-                Ok((n > 0).then_some(()))
-            })
+            if self.locked(|s| s.recv(max, &mut descs))? > 0 {
+                return Ok(Some(()));
+            }
+            crate::socket::wait_fd(fd.as_fd(), libc::POLLIN, Some(slice), has_rx, ifname, queue)?;
+            Ok((self.locked(|s| s.recv(max, &mut descs))? > 0).then_some(()))
         })?;
         if got.is_none() {
             descs.clear();
         }
         Ok(RxBatch {
-            shared: Arc::clone(&self.shared),
+            core: Arc::clone(&self.core),
+            claim,
             descs,
             state: Mutex::new(BatchState::default()),
         })
@@ -380,11 +433,24 @@ impl PySocket {
             }
             buffers.push(buf);
         }
+        // Other Python threads may write to a mutable buffer (bytearray, writable
+        // memoryview, Frame) while the GIL is released: copy those now. Immutable ones
+        // (bytes) are read in place.
+        let copies: Vec<Option<Vec<u8>>> = buffers
+            .iter()
+            .map(|b| (!b.readonly()).then(|| b.to_vec(py)).transpose())
+            .collect::<PyResult<_>>()?;
         let slices: Vec<&[u8]> = buffers
             .iter()
-            // SAFETY: each PyBuffer holds a contiguous export of len_bytes() bytes that
-            // stays valid while `buffers` lives, which outlasts `slices`.
-            .map(|b| unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes()) })
+            .zip(&copies)
+            .map(|(b, copy)| match copy {
+                Some(v) => v.as_slice(),
+                // SAFETY: a read-only, contiguous export of len_bytes() bytes, valid
+                // while `buffers` lives, which outlasts `slices`.
+                None => unsafe {
+                    std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes())
+                },
+            })
             .collect();
         self.with_socket(py, |s| {
             for (i, p) in slices.iter().enumerate() {
@@ -420,11 +486,21 @@ impl PySocket {
     #[pyo3(signature = (timeout = None))]
     fn wait_readable(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout_arg(timeout)?;
+        let fd = self.with_socket(py, |s| {
+            s.refill();
+            Ok(s.fd_handle())
+        })?;
+        let (ifname, queue, has_rx) = (&self.ifname, self.queue, self.has_rx);
         let ready = sliced_wait(py, timeout, |slice| {
-            self.locked(|s| {
-                s.refill();
-                Ok(s.poll(libc::POLLIN, Some(slice))?.then_some(()))
-            })
+            let ready = crate::socket::wait_fd(
+                fd.as_fd(),
+                libc::POLLIN,
+                Some(slice),
+                has_rx,
+                ifname,
+                queue,
+            )?;
+            Ok(ready.then_some(()))
         })?;
         Ok(ready.is_some())
     }
@@ -462,10 +538,7 @@ impl PySocket {
     /// For tests of the kernel's counters only: puts `addr` on the fill ring without
     /// any check, taking it out of the socket's pool if it is there.
     fn _post_fill_unchecked(&self, py: Python<'_>, addr: u64) -> PyResult<()> {
-        self.with_socket(py, |s| {
-            s.post_fill_unchecked(addr);
-            Ok(())
-        })
+        self.with_socket(py, |s| s.post_fill_unchecked(addr))
     }
 
     /// For tests of the kernel's counters only: puts a tx descriptor on the ring
@@ -476,7 +549,7 @@ impl PySocket {
 
     /// The socket's file descriptor (for select/poll/selectors and asyncio).
     fn fileno(&self) -> PyResult<i32> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.core.closed.load(Ordering::Acquire) {
             return Err(to_py(Error::closed()));
         }
         Ok(self.fd)
@@ -484,17 +557,14 @@ impl PySocket {
 
     #[getter]
     fn closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.core.closed.load(Ordering::Acquire)
     }
 
     /// Closes the socket: unregisters it from the XDP program (detaching the program
     /// if this was the last socket of the interface) and frees the rings. Batches
     /// still held stay readable until released. Closing twice is allowed.
     fn close(&self, py: Python<'_>) {
-        let sock = py.detach(|| lock(&self.inner).take());
-        self.shared.closed.store(true, Ordering::Release);
-        lock(&self.shared.returns).clear();
-        py.detach(|| drop(sock));
+        py.detach(|| drop(self.shutdown()));
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -531,7 +601,9 @@ struct BatchState {
 /// release it (or leave its `with` block) to give the frames back to the kernel.
 #[pyclass(frozen, sequence, module = "afxdp_rs._afxdp")]
 pub struct RxBatch {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
+    /// Keeps the UMEM mapped, and the frames this socket's own, while the batch lives.
+    claim: Arc<FrameClaim>,
     descs: Vec<XdpDesc>,
     state: Mutex<BatchState>,
 }
@@ -564,8 +636,9 @@ impl RxBatch {
         let d = self.descs[i];
         // SAFETY: the descriptor came from the kernel's rx ring, so it lies inside the
         // UMEM; the frame belongs to this batch until it is released, which the caller
-        // has checked under the state lock. The UMEM stays mapped through `shared`.
-        unsafe { self.shared.umem.slice(d.addr, d.len) }
+        // has checked under the state lock. The UMEM stays mapped, and the frame range
+        // this socket's own, through `core.claim`.
+        unsafe { self.claim.umem().slice(d.addr, d.len) }
     }
 }
 
@@ -627,7 +700,7 @@ impl RxBatch {
             )));
         }
         st.released = true;
-        self.shared.give_back(&self.descs);
+        self.core.give_back(&self.descs);
         Ok(())
     }
 
@@ -657,7 +730,7 @@ impl Drop for RxBatch {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if !st.released {
             st.released = true;
-            self.shared.give_back(&self.descs);
+            self.core.give_back(&self.descs);
         }
     }
 }
