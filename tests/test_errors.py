@@ -104,10 +104,14 @@ def test_mutable_buffers_are_sent_as_they_were(bed: VethTestbed) -> None:
     with afxdp_rs.XskSocket(bed.inner, 0) as sock, bed.packet_socket(bed.peer) as peer:
         peer.settimeout(2.0)
         frames = [bed.frame(i, 100, to_inner=False) for i in range(3)]
-        packets = [bytearray(frames[0]), memoryview(bytearray(frames[1])), frames[2]]
+        packets: list[bytes | bytearray | memoryview] = [
+            bytearray(frames[0]),
+            memoryview(bytearray(frames[1])),
+            frames[2],
+        ]
         assert sock.send(packets, timeout=1.0) == 3
         assert sock.flush(timeout=1.0)
-        got = []
+        got: list[bytes] = []
         while len(got) < 3:
             data, addr = peer.recvfrom(2048)
             if addr[2] != 4:  # PACKET_OUTGOING

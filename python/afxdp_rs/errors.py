@@ -27,7 +27,12 @@ __all__ = [
 
 
 class AfXdpError(Exception):
-    """Base class of every afxdp_rs error."""
+    """Base class of every afxdp_rs error.
+
+    ``errno`` is the kernel's error number when a system call failed, else None.
+    """
+
+    errno: int | None = None
 
 
 class InterfaceNotFoundError(AfXdpError, LookupError):
