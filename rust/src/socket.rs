@@ -205,6 +205,8 @@ pub struct XskSocket {
     fill_cap: u32,
     /// A failure to report on the next call (e.g. after packets were already queued).
     pending: Option<Error>,
+    /// Rx entries looked at with `rx_peek` and not yet consumed or cancelled.
+    peeked: u32,
     config: SocketConfig,
     ifname: String,
     ifindex: u32,
@@ -474,6 +476,7 @@ impl XskSocket {
             rx_in_kernel: 0,
             fill_cap: count - tx_reserve,
             pending: None,
+            peeked: 0,
             ifname: ifname.to_string(),
             ifindex,
             queue,
@@ -568,6 +571,11 @@ impl XskSocket {
         self.frames
     }
 
+    /// Whether the kernel asked for a system call to go on sending.
+    pub fn tx_needs_wakeup(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.needs_wakeup())
+    }
+
     /// Frames sent but not yet completed.
     pub fn tx_outstanding(&self) -> u32 {
         self.tx_outstanding
@@ -633,6 +641,7 @@ impl XskSocket {
     /// back with [`XskSocket::recycle`]. Returns how many were taken.
     pub fn recv(&mut self, max: u32, out: &mut Vec<XdpDesc>) -> Result<u32> {
         self.take_pending()?;
+        self.check_not_peeked()?;
         let (lo, hi) = self.frame_span();
         let fs = self.config.umem.frame_size as u64;
         let Some(rx) = self.rx.as_mut() else {
@@ -671,6 +680,59 @@ impl XskSocket {
             self.kick_rx_if_needed()?;
         }
         Ok(taken)
+    }
+
+    fn check_not_peeked(&self) -> Result<()> {
+        if self.peeked > 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "rx entries are peeked (a deliver() is in progress): consume or cancel them \
+                 before receiving again",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Looks at up to `max` received packets without taking them: their descriptors are
+    /// appended to `out` and stay in the rx ring (the kernel does not reuse their
+    /// frames) until [`XskSocket::rx_consume`] takes the first `k` and cancels the
+    /// rest, which the next receive returns again. Returns how many were peeked.
+    pub fn rx_peek(&mut self, max: u32, out: &mut Vec<XdpDesc>) -> Result<u32> {
+        self.take_pending()?;
+        self.check_not_peeked()?;
+        let rx = self.rx.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                "this socket was opened with rx_size=0 (send only): it cannot receive",
+            )
+        })?;
+        let peek = rx.peek(max);
+        let n = peek.len();
+        out.extend((0..n).map(|i| peek.read(i)));
+        drop(peek); // not released: the entries stay in the ring
+        self.peeked = n;
+        if n == 0 {
+            self.refill();
+            self.kick_rx_if_needed()?;
+        }
+        Ok(n)
+    }
+
+    /// Takes the first `k` peeked packets (their frames now belong to the caller, as
+    /// after [`XskSocket::recv`]) and cancels the others: they stay in the ring for the
+    /// next receive. Returns the descriptors taken.
+    pub fn rx_consume(&mut self, k: u32, out: &mut Vec<XdpDesc>) -> Result<u32> {
+        if k > self.peeked {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("consuming {k} of {} peeked rx entries", self.peeked),
+            ));
+        }
+        self.peeked = 0;
+        if k == 0 {
+            return Ok(0);
+        }
+        self.recv(k, out)
     }
 
     /// Hands received frames (any address inside each frame) back; they go on the fill

@@ -481,6 +481,85 @@ impl PySocket {
         Ok(done.is_some())
     }
 
+    /// Hands up to `max` received packets, one at a time, to `consumer(frame)`, which
+    /// returns True when it took the packet, False when it cannot take it now. At the
+    /// first False the rest are cancelled: they stay in the rx ring, in order, for the
+    /// next recv()/deliver() (nothing is lost; the kernel counts what does not fit
+    /// while the ring is full). Frames are valid only during the call: copy what you
+    /// keep. Returns (packets taken, whether the consumer stopped). Never waits.
+    #[pyo3(signature = (consumer, max = 64))]
+    fn deliver(
+        &self,
+        py: Python<'_>,
+        consumer: &Bound<'_, PyAny>,
+        max: i64,
+    ) -> PyResult<(usize, bool)> {
+        let max = u32_arg("max", max)?;
+        let (descs, claim) = self.with_socket(py, |s| {
+            let mut v = Vec::new();
+            s.rx_peek(max.min(s.config().rx_size.max(1)), &mut v)?;
+            Ok((v, s.frame_claim()))
+        })?;
+        if descs.is_empty() {
+            return Ok((0, false));
+        }
+        let n = descs.len();
+        let batch = Bound::new(
+            py,
+            RxBatch {
+                core: Arc::clone(&self.core),
+                claim,
+                descs,
+                state: Mutex::new(BatchState::default()),
+            },
+        )?;
+        let mut taken = 0;
+        let mut failure = None;
+        for index in 0..n {
+            let frame = Frame {
+                batch: batch.clone().unbind(),
+                index,
+            };
+            match consumer.call1((frame,)).and_then(|r| r.is_truthy()) {
+                Ok(true) => taken += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut consumed = Vec::new();
+        self.with_socket(py, |s| s.rx_consume(taken as u32, &mut consumed))?;
+        let this = batch.get();
+        {
+            let mut st = lock(&this.state);
+            st.owned = Some(taken);
+        }
+        if let Some(e) = failure {
+            this.release()?;
+            return Err(e);
+        }
+        this.release()?;
+        Ok((taken, taken < n))
+    }
+
+    /// Whether the kernel asked for a system call to go on sending (with frames
+    /// outstanding, a writer should poll the socket for POLLOUT).
+    #[getter]
+    fn tx_needs_wakeup(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with_socket(py, |s| Ok(s.tx_needs_wakeup()))
+    }
+
+    /// Packets queued for sending that the kernel has not completed yet.
+    #[getter]
+    fn tx_outstanding(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with_socket(py, |s| {
+            s.complete();
+            Ok(s.tx_outstanding())
+        })
+    }
+
     /// Waits up to `timeout` seconds for a packet to receive; returns whether one is
     /// there. Packets stay in the ring for the next recv().
     #[pyo3(signature = (timeout = None))]
@@ -595,6 +674,9 @@ struct BatchState {
     released: bool,
     /// Live buffer exports (memoryviews) of this batch's frames.
     exports: usize,
+    /// How many of the batch's frames it owns (the first ones); `None`: all. A
+    /// delivered batch owns only the packets the consumer took.
+    owned: Option<usize>,
 }
 
 /// Packets received by one `recv()` call. Index it (or iterate) for `Frame` objects;
@@ -700,7 +782,8 @@ impl RxBatch {
             )));
         }
         st.released = true;
-        self.core.give_back(&self.descs);
+        let owned = st.owned.unwrap_or(self.descs.len());
+        self.core.give_back(&self.descs[..owned]);
         Ok(())
     }
 
@@ -730,7 +813,8 @@ impl Drop for RxBatch {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if !st.released {
             st.released = true;
-            self.core.give_back(&self.descs);
+            let owned = st.owned.unwrap_or(self.descs.len());
+            self.core.give_back(&self.descs[..owned]);
         }
     }
 }
