@@ -213,3 +213,22 @@ def test_options_round_trip(bed: VethTestbed, options: dict[str, Any]) -> None:
             # Without need_wakeup every send batch costs a system call.
             assert stats["tx_wakeups"] >= 1000 // 32
     sender.close()
+
+
+def test_selectors_and_timeouts(bed: VethTestbed) -> None:
+    """The blocking API works with selectors through fileno(), and never waits past
+    its timeout."""
+    import selectors
+
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock, selectors.DefaultSelector() as sel:
+        sel.register(sock.fileno(), selectors.EVENT_READ)
+        assert sel.select(timeout=0.05) == [], "nothing to read yet"
+        with bed.packet_socket(bed.peer) as peer:
+            peer.send(bed.frame(7, 64))
+        events = sel.select(timeout=2.0)
+        assert [key.fd for key, _ in events] == [sock.fileno()]
+        with sock.recv(8, timeout=0) as batch:
+            assert [seq_of(d) for d in batch.to_list()] == [7]
+        assert sock.wait_readable(timeout=0.05) is False
+        assert len(sock.recv(8, timeout=0.05)) == 0
+        assert sock.flush(timeout=0.05) is True

@@ -2,12 +2,14 @@
 
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from typing_extensions import Buffer, Self
 
 __version__: str
 FRAME_SIZES: list[int]
+
+def interface_info(ifname: str) -> dict[str, Any]: ...
 
 class XskSocket:
     """An AF_XDP socket on one queue of one interface."""

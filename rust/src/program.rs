@@ -108,7 +108,16 @@ pub struct XdpState {
     pub prog_id: u32,
     /// "none", "native", "skb", "hw" or "multi".
     pub mode: &'static str,
+    /// The driver's XDP features (NETDEV_XDP_ACT_*), 0 when the kernel does not say.
+    pub features: u64,
 }
+
+/// NETDEV_XDP_ACT_BASIC: the driver runs XDP programs (native mode).
+pub const XDP_ACT_BASIC: u64 = 1 << 0;
+/// NETDEV_XDP_ACT_REDIRECT: the driver supports XDP_REDIRECT (to AF_XDP sockets).
+pub const XDP_ACT_REDIRECT: u64 = 1 << 1;
+/// NETDEV_XDP_ACT_XSK_ZEROCOPY: the driver supports zero-copy AF_XDP.
+pub const XDP_ACT_XSK_ZEROCOPY: u64 = 1 << 3;
 
 /// Asks the kernel which XDP program, if any, is attached to `ifindex`.
 pub fn query(ifindex: u32) -> Result<XdpState> {
@@ -135,7 +144,11 @@ pub fn query(ifindex: u32) -> Result<XdpState> {
     } else {
         opts.drv_prog_id.max(opts.skb_prog_id).max(opts.hw_prog_id)
     };
-    Ok(XdpState { prog_id, mode })
+    Ok(XdpState {
+        prog_id,
+        mode,
+        features: opts.feature_flags,
+    })
 }
 
 /// The default program, attached to one interface.

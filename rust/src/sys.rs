@@ -427,6 +427,42 @@ pub fn if_queue_count(ifname: &str) -> Option<(u32, u32)> {
     (rx > 0 || tx > 0).then_some((rx, tx))
 }
 
+const ETHTOOL_GDRVINFO: u32 = 0x3;
+
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// The interface's driver name (ETHTOOL_GDRVINFO), if the driver says.
+pub fn if_driver(ifname: &str) -> Option<String> {
+    let sock = inet_socket().ok()?;
+    // SAFETY: EthtoolDrvinfo is plain old data; all-zero bytes are a valid value.
+    let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut req = ifreq_for(ifname);
+    req.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast();
+    // SAFETY: req names the interface and points at info, a valid ethtool_drvinfo
+    // that outlives the call; the kernel fills it.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+    if rc < 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
 /// The inode of the calling thread's network namespace: with the interface index it
 /// names an interface uniquely across namespaces.
 pub fn netns_id() -> u64 {

@@ -1046,6 +1046,36 @@ impl PyXdpProgram {
     }
 }
 
+/// What the kernel says about an interface: index, driver, MTU, queues, the XDP
+/// program attached (if any) and what the driver supports.
+#[pyfunction]
+fn interface_info<'py>(py: Python<'py>, ifname: &str) -> PyResult<Bound<'py, PyDict>> {
+    use crate::program;
+    let ifindex = crate::sys::if_index(ifname).map_err(to_py)?;
+    let state = program::query(ifindex).map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("ifname", ifname)?;
+    d.set_item("ifindex", ifindex)?;
+    d.set_item("driver", crate::sys::if_driver(ifname))?;
+    d.set_item("mtu", crate::sys::if_mtu(ifname).ok())?;
+    let (rxq, txq) = crate::sys::if_queue_count(ifname).unzip();
+    d.set_item("rx_queues", rxq)?;
+    d.set_item("tx_queues", txq)?;
+    d.set_item("xdp_mode", state.mode)?;
+    d.set_item("xdp_prog_id", state.prog_id)?;
+    // Unknown (None) when the kernel does not report the driver's XDP features.
+    let known = state.features != 0;
+    let native = program::XDP_ACT_BASIC | program::XDP_ACT_REDIRECT;
+    d.set_item(
+        "native_xdp",
+        known.then_some(state.features & native == native),
+    )?;
+    let zc = program::XDP_ACT_XSK_ZEROCOPY;
+    d.set_item("zerocopy", known.then_some(state.features & zc != 0))?;
+    d.set_item("xdp_features", state.features)?;
+    Ok(d)
+}
+
 #[pymodule]
 fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySocket>()?;
@@ -1053,6 +1083,7 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Frame>()?;
     m.add_class::<BatchIter>()?;
     m.add_class::<PyXdpProgram>()?;
+    m.add_function(wrap_pyfunction!(interface_info, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;
     Ok(())

@@ -1,0 +1,377 @@
+"""The ``afxdp`` command line (also ``python -m afxdp_rs``).
+
+Every command that takes an interface also runs without one, on its own veth test bed
+in a private network namespace (gone when the command exits), so each can be tried at
+once: ``sudo afxdp capture -c 100 -w /tmp/x.pcap``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from afxdp_rs._afxdp import XskSocket, interface_info
+from afxdp_rs.errors import AfXdpError
+from afxdp_rs.pcap import PcapReader, PcapWriter
+from afxdp_rs.testbed import VethTestbed
+
+MODES = click.Choice(["auto", "native", "skb"])
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise click.ClickException(
+            "AF_XDP sockets, XDP programs and network namespaces need root (or "
+            "CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF): run with sudo"
+        )
+
+
+class Rates:
+    """Counts packets and bytes; shows live rates on a terminal during long runs."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.packets = 0
+        self.bytes = 0
+        self.start = time.perf_counter()
+        self._live: Live | None = None
+        self._shown = 0.0
+
+    def __enter__(self) -> Rates:
+        if err.is_terminal:
+            self._live = Live(self._render(), console=err, refresh_per_second=4)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+
+    def add(self, packets: int, nbytes: int) -> None:
+        self.packets += packets
+        self.bytes += nbytes
+        now = time.perf_counter()
+        if self._live is not None and now - self._shown > 0.25:
+            self._shown = now
+            self._live.update(self._render())
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def _render(self) -> Table:
+        t = Table.grid(padding=(0, 2))
+        secs = max(self.seconds, 1e-9)
+        t.add_row(
+            f"[bold]{self.what}[/]",
+            f"{self.packets:,} packets",
+            f"{self.bytes:,} bytes",
+            f"{self.packets / secs:,.0f} pkt/s",
+            f"{self.bytes * 8 / secs / 1e6:,.1f} Mbit/s",
+            f"{secs:.1f} s",
+        )
+        return t
+
+
+def _name(ifname: str | None, tb: VethTestbed | None) -> str:
+    if tb is not None:
+        return tb.inner
+    assert ifname is not None
+    return ifname
+
+
+@contextlib.contextmanager
+def _bed_or_none(ifname: str | None, **kw: Any) -> Iterator[VethTestbed | None]:
+    if ifname is not None:
+        yield None
+        return
+    with VethTestbed(ephemeral=True, **kw) as tb:
+        err.print(
+            f"[dim]no interface given: using a veth test bed ({tb.inner} <-> {tb.peer}) in a "
+            "private network namespace[/]"
+        )
+        yield tb
+
+
+def _generate(tb: VethTestbed, ifname: str, count: int, size: int = 64) -> threading.Thread:
+    """Sends `count` test frames from `ifname` (the test bed's peer) in a thread."""
+    gen = XskSocket(ifname, 0, rx_size=0)
+
+    def run() -> None:
+        try:
+            time.sleep(0.2)  # let the receiver start
+            sent = 0
+            while sent < count:
+                n = min(64, count - sent)
+                sent += gen.send([tb.frame(sent + i, size) for i in range(n)], timeout=5.0)
+                gen.flush(timeout=5.0)
+                time.sleep(0.0005)  # a gentle generator: nothing is dropped
+        finally:
+            gen.close()
+
+    t = threading.Thread(target=run, name="afxdp-generator", daemon=True)
+    t.start()
+    return t
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="afxdp_rs")
+def cli() -> None:
+    """AF_XDP from the command line: inspect, capture, replay, forward.
+
+    Commands given no interface run on their own veth test bed."""
+
+
+@cli.command()
+@click.option("-n", "--packets", type=click.IntRange(min=1), default=300_000, show_default=True)
+@click.option("-s", "--size", type=click.IntRange(18, 1514), default=64, show_default=True)
+@click.option("-b", "--batch", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+def demo(packets: int, size: int, batch: int, mode: str) -> None:
+    """Receive and send packets on a private veth test bed; print packets/s."""
+    _need_root()
+    from afxdp_rs import demo as demo_mod
+
+    code = demo_mod.run(packets, size, batch, mode)
+    if code:
+        sys.exit(code)
+
+
+@cli.command()
+@click.argument("ifname", required=False)
+def info(ifname: str | None) -> None:
+    """Driver, queues, XDP modes and programs of IFNAME, and whether zero-copy works."""
+    _need_root()
+    with _bed_or_none(ifname) as tb:
+        name = _name(ifname, tb)
+        i = interface_info(name)
+
+        def yes(v: object) -> str:
+            return "unknown" if v is None else ("yes" if v else "no")
+
+        prog = f"id {i['xdp_prog_id']} ({i['xdp_mode']})" if i["xdp_prog_id"] else "none"
+        rows = [
+            ("interface", f"{i['ifname']} (index {i['ifindex']})"),
+            ("driver", i["driver"] or "unknown"),
+            ("mtu", str(i["mtu"])),
+            ("queues", f"{i['rx_queues']} rx, {i['tx_queues']} tx"),
+            ("xdp modes", "native, skb" if i["native_xdp"] else "skb"),
+            ("native xdp", yes(i["native_xdp"])),
+            ("zero-copy", yes(i["zerocopy"])),
+            ("xdp program", prog),
+        ]
+        table = Table(show_header=False, box=None)
+        for k, v in rows:
+            table.add_row(f"[bold]{k}[/]", v)
+        Console().print(table)
+
+
+def _until(count: int | None, duration: float | None) -> Callable[[int], bool]:
+    deadline = None if duration is None else time.monotonic() + duration
+
+    def done(n: int) -> bool:
+        if count is not None and n >= count:
+            return True
+        return deadline is not None and time.monotonic() >= deadline
+
+    return done
+
+
+@cli.command()
+@click.argument("ifname", required=False)
+@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("-w", "--write", "path", required=True, help="pcap file to write")
+@click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
+@click.option("-d", "--duration", type=click.FloatRange(min=0), help="stop after SECONDS")
+@click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+def capture(
+    ifname: str | None,
+    queue: int,
+    path: str,
+    count: int | None,
+    duration: float | None,
+    mode: str,
+) -> None:
+    """Capture packets of one queue of IFNAME into a pcap file.
+
+    The packets are taken from the kernel stack on that queue while capturing (AF_XDP
+    redirects them to the socket). Ctrl-C stops and keeps what was captured."""
+    _need_root()
+    if ifname is None and count is None and duration is None:
+        count = 1000
+    with _bed_or_none(ifname) as tb:
+        name = _name(ifname, tb)
+        with XskSocket(name, queue, mode=mode) as sock, PcapWriter(path) as pcap:
+            if tb is not None:
+                _generate(tb, tb.peer, count or 1000)
+            done = _until(count, duration)
+            with Rates(f"capture {name}:{queue}") as rates:
+                try:
+                    while not done(pcap.packets):
+                        want = 256 if count is None else min(256, count - pcap.packets)
+                        with sock.recv(want, timeout=0.2) as batch:
+                            now = time.time()
+                            for frame in batch:
+                                pcap.write(frame, now)
+                            rates.add(len(batch), sum(batch.lengths()))
+                except KeyboardInterrupt:
+                    pass
+            stats = sock.statistics()
+    lost = stats["rx_dropped"] + stats["rx_ring_full"]
+    click.echo(
+        f"captured {pcap.packets} packets ({pcap.bytes} bytes) to {path}"
+        + (f"; the kernel dropped {lost} (rx_dropped + rx_ring_full)" if lost else "")
+    )
+
+
+@cli.command(name="send")
+@click.argument("ifname", required=False)
+@click.option("--from", "source", required=True, help="pcap file to replay")
+@click.option("-r", "--rate", type=click.FloatRange(min=0, min_open=True), help="packets/s")
+@click.option("-l", "--loop", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+def send_cmd(ifname: str | None, source: str, rate: float | None, loop: int, queue: int) -> None:
+    """Replay the frames of a pcap file on IFNAME, LOOP times, at RATE packets/s."""
+    _need_root()
+    frames = PcapReader(source).frames()
+    if not frames:
+        raise click.ClickException(f"{source} holds no packets")
+    total = len(frames) * loop
+    with _bed_or_none(ifname) as tb:
+        name = _name(ifname, tb)
+        before = tb.link_stats(tb.peer) if tb is not None else {}
+        with XskSocket(name, queue, rx_size=0) as sock:
+            batch = 64 if rate is None else max(1, min(64, int(rate / 100)))
+            with Rates(f"send {name}:{queue}") as rates:
+                sent = 0
+                try:
+                    for _ in range(loop):
+                        for i in range(0, len(frames), batch):
+                            chunk = frames[i : i + batch]
+                            n = sock.send(chunk, timeout=5.0)
+                            sent += n
+                            rates.add(n, sum(len(f) for f in chunk[:n]))
+                            if rate is not None:
+                                ahead = sent / rate - rates.seconds
+                                if ahead > 0:
+                                    time.sleep(ahead)
+                except KeyboardInterrupt:
+                    pass
+                sock.flush(timeout=5.0)
+            stats = sock.statistics()
+        msg = f"sent {stats['tx_completed']} of {total} packets from {source} on {name}"
+        if tb is not None:
+            arrived = tb.link_stats(tb.peer)["rx_packets"] - before.get("rx_packets", 0)
+            msg += f"; {tb.peer} received {arrived}"
+    click.echo(msg)
+
+
+@cli.command()
+@click.argument("if_a", required=False)
+@click.argument("if_b", required=False)
+@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
+@click.option("-d", "--duration", type=click.FloatRange(min=0), help="stop after SECONDS")
+@click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+def forward(
+    if_a: str | None,
+    if_b: str | None,
+    queue: int,
+    count: int | None,
+    duration: float | None,
+    mode: str,
+) -> None:
+    """An L2 forwarder: every frame received on IF_A goes out IF_B, and back."""
+    _need_root()
+    if (if_a is None) != (if_b is None):
+        raise click.UsageError("give both interfaces, or none for the test bed")
+    if if_a is None and count is None and duration is None:
+        count = 1000
+    with _bed_or_none(if_a) as tb:
+        if tb is not None:
+            tb.add_veth("fwd0", "fwd1")
+            a_name, b_name = tb.inner, "fwd0"
+            before = tb.link_stats("fwd1").get("rx_packets", 0)
+        else:
+            assert if_a is not None and if_b is not None
+            a_name, b_name = if_a, if_b
+        a = XskSocket(a_name, queue, mode=mode)
+        b = XskSocket(b_name, queue, mode=mode)
+        with a, b, selectors.DefaultSelector() as sel:
+            sel.register(a.fileno(), selectors.EVENT_READ)
+            sel.register(b.fileno(), selectors.EVENT_READ)
+            if tb is not None:
+                _generate(tb, tb.peer, count or 1000)
+            done = _until(count, duration)
+            with Rates(f"forward {a_name} <-> {b_name}") as rates:
+                try:
+                    while not done(rates.packets):
+                        moved = 0
+                        for src, dst in ((a, b), (b, a)):
+                            with src.recv(256, timeout=0) as batch:
+                                if len(batch):
+                                    packets = batch.to_list()
+                                    dst.send(packets, timeout=1.0)
+                                    rates.add(len(packets), sum(len(p) for p in packets))
+                                    moved += len(packets)
+                        if not moved:
+                            sel.select(timeout=0.1)
+                except KeyboardInterrupt:
+                    pass
+            a.flush(timeout=1.0)
+            b.flush(timeout=1.0)
+        msg = f"forwarded {rates.packets} packets between {a_name} and {b_name}"
+        if tb is not None:
+            time.sleep(0.05)
+            arrived = tb.link_stats("fwd1")["rx_packets"] - before
+            msg += f"; fwd1 received {arrived}"
+    click.echo(msg)
+
+
+@cli.command()
+@click.argument("ifname")
+@click.option("--socket", "path", required=True, help="Unix socket path to serve on")
+@click.option("-q", "--queues", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--start-queue", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+@click.option("--timeout", type=float, help="seconds to wait for the worker")
+def helper(
+    ifname: str, path: str, queues: int, start_queue: int, mode: str, timeout: float | None
+) -> None:
+    """Privileged helper: attach the XDP program, create the sockets and hand them to
+    an unprivileged worker over a Unix socket."""
+    _need_root()
+    from afxdp_rs import privileged
+
+    privileged.serve(path, ifname, queues, start_queue, mode, timeout=timeout)
+    click.echo(f"handed {queues} socket(s) of {ifname} over on {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``afxdp`` and ``python -m afxdp_rs``."""
+    try:
+        cli.main(args=argv, prog_name="afxdp", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code or 0)
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except AfXdpError as e:
+        err.print(f"[red]afxdp: {type(e).__name__}:[/] {e}", highlight=False)
+        return 1
+    return 0

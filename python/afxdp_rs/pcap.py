@@ -1,0 +1,99 @@
+"""Reading and writing classic pcap files (what tcpdump and Wireshark read)."""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO
+
+from afxdp_rs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = ["PcapReader", "PcapWriter", "LINKTYPE_ETHERNET"]
+
+LINKTYPE_ETHERNET = 1
+_MAGIC_US = 0xA1B2C3D4
+_MAGIC_NS = 0xA1B23C4D
+_HEADER = struct.Struct("<IHHiIII")
+_RECORD = struct.Struct("<IIII")
+
+
+class PcapWriter:
+    """Writes Ethernet frames to a pcap file with microsecond timestamps."""
+
+    def __init__(self, path: str, snaplen: int = 65535) -> None:
+        self.path = path
+        self.snaplen = snaplen
+        self.packets = 0
+        self.bytes = 0
+        self._f: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._f.write(_HEADER.pack(_MAGIC_US, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+
+    def write(self, frame: Buffer, ts: float | None = None) -> None:
+        data = bytes(memoryview(frame))
+        t = time.time() if ts is None else ts
+        sec = int(t)
+        usec = int((t - sec) * 1_000_000)
+        cap = data[: self.snaplen]
+        self._f.write(_RECORD.pack(sec, usec, len(cap), len(data)))
+        self._f.write(cap)
+        self.packets += 1
+        self.bytes += len(data)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PcapReader:
+    """Reads the frames of a pcap file (little- or big-endian, µs or ns timestamps)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) < _HEADER.size:
+            raise ConfigError(f"{path} is not a pcap file: only {len(data)} bytes")
+        magic_le = struct.unpack_from("<I", data)[0]
+        if magic_le in (_MAGIC_US, _MAGIC_NS):
+            self._endian = "<"
+        elif struct.unpack_from(">I", data)[0] in (_MAGIC_US, _MAGIC_NS):
+            self._endian = ">"
+        else:
+            raise ConfigError(
+                f"{path} is not a classic pcap file (magic {magic_le:#x}); pcapng is not "
+                "read: convert it with `editcap -F pcap in.pcapng out.pcap`"
+            )
+        linktype = struct.unpack_from(self._endian + "I", data, 20)[0]
+        if linktype != LINKTYPE_ETHERNET:
+            raise ConfigError(f"{path} has link type {linktype}: only Ethernet (1) is sent")
+        self._data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        data = self._data
+        record = struct.Struct(self._endian + "IIII")
+        off = _HEADER.size
+        while off + record.size <= len(data):
+            _, _, caplen, _ = record.unpack_from(data, off)
+            off += record.size
+            if off + caplen > len(data):
+                raise ConfigError(f"{self.path} is truncated at byte {off}")
+            yield data[off : off + caplen]
+            off += caplen
+
+    def frames(self) -> list[bytes]:
+        return list(self)

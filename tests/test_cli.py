@@ -1,0 +1,150 @@
+"""The command line: each subcommand on its own test bed (as a new user runs it) and on
+given interfaces; pcap files that tcpdump reads back."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from afxdp_rs.cli import main
+from afxdp_rs.pcap import PcapReader, PcapWriter
+from afxdp_rs.testbed import VethTestbed
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[VethTestbed]:
+    with VethTestbed() as tb:
+        tb.add_veth("fwd0", "fwd1")
+        yield tb
+
+
+def afxdp(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the command line in a fresh process (outside the test's namespace)."""
+    return subprocess.run(
+        [sys.executable, "-m", "afxdp_rs", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def tcpdump_read(path: Path) -> tuple[int, int]:
+    """(packets, bytes) as tcpdump reads the file."""
+    out = subprocess.run(
+        ["tcpdump", "-r", str(path), "-n", "-e"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = [line for line in out.splitlines() if line and not line[0].isspace()]
+    sizes = [int(m.group(1)) for line in lines if (m := re.search(r"length (\d+)", line))]
+    assert len(sizes) == len(lines), out[:500]
+    return len(lines), sum(sizes)
+
+
+def test_capture_on_its_own_test_bed(tmp_path: Path) -> None:
+    pcap = tmp_path / "own.pcap"
+    r = afxdp("capture", "-c", "300", "-w", str(pcap))
+    assert r.returncode == 0, r.stderr
+    assert "captured 300 packets (19200 bytes)" in r.stdout
+    assert tcpdump_read(pcap) == (300, 300 * 64)
+    expect = [VethTestbed().frame(i, 64) for i in range(300)]
+    assert PcapReader(str(pcap)).frames() == expect
+
+
+def test_capture_on_an_interface(bed: VethTestbed, tmp_path: Path) -> None:
+    pcap = tmp_path / "if.pcap"
+    frames = [bed.frame(i, 60 + i) for i in range(100)]
+
+    def inject() -> None:
+        with bed.packet_socket(bed.peer) as peer:
+            time.sleep(0.3)
+            for f in frames:
+                peer.send(f)
+
+    t = threading.Thread(target=inject)
+    t.start()
+    assert main(["capture", bed.inner, "-c", "100", "-d", "10", "-w", str(pcap)]) == 0
+    t.join()
+    assert PcapReader(str(pcap)).frames() == frames
+    assert tcpdump_read(pcap) == (100, sum(len(f) for f in frames))
+
+
+def test_send_on_its_own_test_bed(tmp_path: Path) -> None:
+    pcap = tmp_path / "replay.pcap"
+    with PcapWriter(str(pcap)) as w:
+        for i in range(50):
+            w.write(VethTestbed().frame(i, 100))
+    r = afxdp("send", "--from", str(pcap), "--loop", "4", "--rate", "20000")
+    assert r.returncode == 0, r.stderr
+    assert "sent 200 of 200 packets" in r.stdout and "xdp1 received 200" in r.stdout
+
+
+def test_send_replays_byte_exact(bed: VethTestbed, tmp_path: Path) -> None:
+    pcap = tmp_path / "replay.pcap"
+    frames = [bed.frame(i, 64 + i, to_inner=False) for i in range(40)]
+    with PcapWriter(str(pcap)) as w:
+        for f in frames:
+            w.write(f)
+    with bed.packet_socket(bed.peer) as sink:
+        sink.settimeout(2.0)
+        assert main(["send", bed.inner, "--from", str(pcap), "--loop", "2"]) == 0
+        got: list[bytes] = []
+        while len(got) < 80:
+            data, addr = sink.recvfrom(4096)
+            if addr[2] != 4:  # not our own outgoing
+                got.append(data)
+    assert got == frames * 2
+
+
+def test_forward_on_its_own_test_bed() -> None:
+    r = afxdp("forward", "-c", "500")
+    assert r.returncode == 0, r.stderr
+    assert "forwarded 500 packets" in r.stdout and "fwd1 received 500" in r.stdout
+
+
+def test_forward_between_interfaces(bed: VethTestbed) -> None:
+    frames = [bed.frame(i, 80) for i in range(200)]
+    with bed.packet_socket("fwd1") as sink:
+        sink.settimeout(5.0)
+        t = threading.Thread(target=main, args=(["forward", bed.inner, "fwd0", "-c", "200"],))
+        t.start()
+        with bed.packet_socket(bed.peer) as src:
+            time.sleep(0.3)
+            for f in frames:
+                src.send(f)
+        got: list[bytes] = []
+        while len(got) < 200:
+            data, addr = sink.recvfrom(4096)
+            if addr[2] != 4:
+                got.append(data)
+        t.join(timeout=10)
+    assert got == frames
+
+
+def test_info() -> None:
+    r = afxdp("info")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"driver\s+veth", r.stdout)
+    assert re.search(r"native xdp\s+yes", r.stdout)
+    assert re.search(r"zero-copy\s+no", r.stdout)
+    r = afxdp("info", "nosuchif0")
+    assert r.returncode == 1
+    assert "InterfaceNotFoundError" in r.stderr and "nosuchif0" in r.stderr
+
+
+def test_bad_arguments_are_reported() -> None:
+    r = afxdp("capture", "-c", "0", "-w", "/tmp/x.pcap")
+    assert r.returncode == 2 and "--count" in r.stderr
+    r = afxdp("forward", "onlyone")
+    assert r.returncode == 2 and "both interfaces" in r.stderr
