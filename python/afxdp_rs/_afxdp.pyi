@@ -2,15 +2,27 @@
 
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, final
 
 from typing_extensions import Buffer, Self
+
+__all__ = [
+    "BatchIter",
+    "FRAME_SIZES",
+    "Frame",
+    "RxBatch",
+    "XdpProgram",
+    "XskSocket",
+    "interface_info",
+    "__version__",
+]
 
 __version__: str
 FRAME_SIZES: list[int]
 
 def interface_info(ifname: str) -> dict[str, Any]: ...
 
+@final
 class XskSocket:
     """An AF_XDP socket on one queue of one interface."""
 
@@ -69,13 +81,14 @@ class XskSocket:
         tb: TracebackType | None,
     ) -> bool: ...
 
+@final
 class RxBatch:
     """Packets received by one recv() call; release to give the frames back."""
 
     @property
     def released(self) -> bool: ...
     def __len__(self) -> int: ...
-    def __getitem__(self, i: int) -> Frame: ...
+    def __getitem__(self, key: int, /) -> Frame: ...
     def __iter__(self) -> BatchIter: ...
     def lengths(self) -> list[int]: ...
     def to_list(self) -> list[bytes]: ...
@@ -88,10 +101,12 @@ class RxBatch:
         tb: TracebackType | None,
     ) -> bool: ...
 
+@final
 class BatchIter(Iterator[Frame]):
     def __iter__(self) -> Self: ...
     def __next__(self) -> Frame: ...
 
+@final
 class Frame:
     """One received packet: a writable zero-copy buffer over its UMEM frame."""
 
@@ -101,6 +116,7 @@ class Frame:
     def __bytes__(self) -> bytes: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
 
+@final
 class XdpProgram:
     """The default XDP program attached on its own (for a privileged helper)."""
 
