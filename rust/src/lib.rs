@@ -6,6 +6,7 @@
 //! [`umem`], [`socket`] and [`program`] use `unsafe`; every block says why it is sound.
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod error;
 #[cfg(feature = "loader")]
 pub mod program;

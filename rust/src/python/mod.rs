@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -93,6 +94,24 @@ fn dup_fd(name: &str, fd: i64) -> PyResult<std::os::fd::OwnedFd> {
     }
     // SAFETY: dup is a fresh descriptor owned by nobody else.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
+}
+
+fn bench_duration(seconds: f64) -> PyResult<Duration> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds < 86_400.0) {
+        return Err(config_err(format!(
+            "duration={seconds} is not valid: use a positive number of seconds"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn loop_stats(py: Python<'_>, st: crate::bench::LoopStats) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("packets", st.packets)?;
+    d.set_item("bytes", st.bytes)?;
+    d.set_item("seconds", st.seconds)?;
+    d.set_item("cpu_seconds", st.cpu_seconds)?;
+    Ok(d)
 }
 
 /// A non-negative integer argument that fits in u32, or an error naming it.
@@ -544,6 +563,122 @@ impl PySocket {
         Ok((taken, taken < n))
     }
 
+    /// Sends up to `max` received packets back out of this socket, without copying,
+    /// with the Ethernet source and destination swapped (`swap_macs`): an L2 "reflector"
+    /// done in one call per batch. Never waits; returns how many were forwarded.
+    #[pyo3(signature = (max = 64, swap_macs = true))]
+    fn l2fwd(&self, py: Python<'_>, max: i64, swap_macs: bool) -> PyResult<u32> {
+        let max = u32_arg("max", max)?;
+        self.with_socket(py, |s| s.forward_back(max, swap_macs))
+    }
+
+    /// Sends packets laid end to end in one buffer: packet i is the next
+    /// `lengths[i]` bytes of `data` (`lengths`: a buffer of uint32, e.g. a numpy array).
+    /// One call, no Python object per packet. Waits as `send` does; returns how many
+    /// were queued.
+    #[pyo3(signature = (data, lengths, timeout = None))]
+    fn send_packed(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        lengths: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let timeout = timeout_arg(timeout)?;
+        let data = PyBuffer::<u8>::get(data)?;
+        let lengths = PyBuffer::<u32>::get(lengths).map_err(|_| {
+            PyTypeError::new_err("lengths must be a buffer of uint32 (array('I') or numpy uint32)")
+        })?;
+        if !data.is_c_contiguous() || !lengths.is_c_contiguous() {
+            return Err(PyTypeError::new_err("data and lengths must be contiguous buffers"));
+        }
+        let owned = (!data.readonly()).then(|| data.to_vec(py)).transpose()?;
+        let lens = lengths.to_vec(py)?;
+        // SAFETY: a read-only, contiguous export valid while `data` lives.
+        let bytes: &[u8] = match &owned {
+            Some(v) => v,
+            None => unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.len_bytes()) },
+        };
+        let total: u64 = lens.iter().map(|&l| l as u64).sum();
+        if total > bytes.len() as u64 {
+            return Err(config_err(format!(
+                "lengths add up to {total} bytes but data has {}: they must describe it",
+                bytes.len()
+            )));
+        }
+        let mut slices = Vec::with_capacity(lens.len());
+        let mut off = 0usize;
+        for &l in &lens {
+            slices.push(&bytes[off..off + l as usize]);
+            off += l as usize;
+        }
+        self.with_socket(py, |s| {
+            for (i, p) in slices.iter().enumerate() {
+                s.check_packet(i, p.len())?;
+            }
+            Ok(())
+        })?;
+        let mut sent = 0usize;
+        let total = slices.len();
+        sliced_wait(py, timeout, |slice| {
+            self.locked(|s| {
+                sent += s.send(&slices[sent..], Some(slice))?;
+                Ok((sent == total).then_some(()))
+            })
+        })?;
+        Ok(sent)
+    }
+
+    /// Benchmark loop run entirely in Rust (the GIL is released): receive and drop for
+    /// `duration` seconds. Returns packets, bytes, seconds and cpu_seconds.
+    #[pyo3(signature = (duration, batch = 64, poll = false))]
+    fn rust_rxdrop<'py>(
+        &self,
+        py: Python<'py>,
+        duration: f64,
+        batch: i64,
+        poll: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
+        let st = self.with_socket(py, |s| {
+            crate::bench::rxdrop(s, b, d, poll, &AtomicBool::new(false))
+        })?;
+        loop_stats(py, st)
+    }
+
+    /// Benchmark loop run entirely in Rust: send `packet` in batches for `duration`.
+    #[pyo3(signature = (packet, duration, batch = 64))]
+    fn rust_txonly<'py>(
+        &self,
+        py: Python<'py>,
+        packet: Vec<u8>,
+        duration: f64,
+        batch: i64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
+        let st = self.with_socket(py, |s| {
+            crate::bench::txonly(s, &packet, b, d, &AtomicBool::new(false))
+        })?;
+        loop_stats(py, st)
+    }
+
+    /// Benchmark loop run entirely in Rust: forward every packet back out with its MAC
+    /// addresses swapped, for `duration`.
+    #[pyo3(signature = (duration, batch = 64, poll = false))]
+    fn rust_l2fwd<'py>(
+        &self,
+        py: Python<'py>,
+        duration: f64,
+        batch: i64,
+        poll: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
+        let st = self.with_socket(py, |s| {
+            crate::bench::l2fwd(s, b, d, poll, &AtomicBool::new(false))
+        })?;
+        loop_stats(py, st)
+    }
+
     /// Whether the kernel asked for a system call to go on sending (with frames
     /// outstanding, a writer should poll the socket for POLLOUT).
     #[getter]
@@ -750,6 +885,46 @@ impl RxBatch {
     /// The length of each packet.
     fn lengths(&self) -> Vec<u32> {
         self.descs.iter().map(|d| d.len).collect()
+    }
+
+    /// Copies the packets end to end into the writable buffer `data` and their lengths
+    /// into `lengths` (a writable uint32 buffer with room for len(batch) entries), e.g.
+    /// numpy arrays. Returns the bytes written.
+    fn copy_into(&self, py: Python<'_>, data: &Bound<'_, PyAny>, lengths: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let st = self.check_live()?;
+        let out = PyBuffer::<u8>::get(data)?;
+        let lens = PyBuffer::<u32>::get(lengths).map_err(|_| {
+            PyTypeError::new_err("lengths must be a buffer of uint32 (array('I') or numpy uint32)")
+        })?;
+        if out.readonly() || lens.readonly() || !out.is_c_contiguous() || !lens.is_c_contiguous() {
+            return Err(PyTypeError::new_err("data and lengths must be writable, contiguous buffers"));
+        }
+        let total: usize = self.descs.iter().map(|d| d.len as usize).sum();
+        if out.len_bytes() < total || lens.item_count() < self.descs.len() {
+            return Err(config_err(format!(
+                "copy_into needs {total} bytes of data and {} lengths; got {} and {}",
+                self.descs.len(),
+                out.len_bytes(),
+                lens.item_count()
+            )));
+        }
+        // SAFETY: both are writable, contiguous exports checked above, large enough,
+        // and alive for this call; we hold the GIL, so no Python code runs meanwhile.
+        let (dst, lst) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(out.buf_ptr() as *mut u8, out.len_bytes()),
+                std::slice::from_raw_parts_mut(lens.buf_ptr() as *mut u32, lens.item_count()),
+            )
+        };
+        let _ = py;
+        let mut off = 0;
+        for (i, d) in self.descs.iter().enumerate() {
+            let src = self.data(&st, i);
+            dst[off..off + src.len()].copy_from_slice(src);
+            lst[i] = d.len;
+            off += src.len();
+        }
+        Ok(off)
     }
 
     /// Copies every packet out as a list of bytes.

@@ -1,0 +1,284 @@
+"""Throughput benchmarks in the spirit of xdpsock: rxdrop, txonly and l2fwd.
+
+Each workload runs through one or more *paths*:
+
+* ``python``: the Python API, one call per batch (``recv``/``release``, ``send``,
+  ``l2fwd``);
+* ``rust``: the same loop entirely in Rust (``XskSocket.rust_*``), the reference;
+* ``af_packet``: Python's own AF_PACKET sockets (``recv_into``/``send``), what Python
+  programs use today.
+
+Without an interface the benchmark builds its own veth test bed. Traffic for rxdrop and
+l2fwd comes from a send-only AF_XDP socket on the peer end, driven by the Rust loop in
+its own thread, at full rate. Every packet is accounted for: what the generator sent,
+what arrived, and what was lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from afxdp_rs._afxdp import XskSocket
+from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
+
+__all__ = ["Options", "Result", "run"]
+
+PATHS = ("python", "rust", "af_packet")
+
+
+@dataclasses.dataclass
+class Options:
+    workload: str = "rxdrop"
+    ifname: str | None = None
+    peer: str | None = None
+    queue: int = 0
+    mode: str = "auto"
+    bind: str = "auto"
+    batch: int = 64
+    frame_size: int = 4096
+    size: int = 64
+    duration: float = 2.0
+    poll: bool = False
+    paths: tuple[str, ...] = ("python",)
+
+
+@dataclasses.dataclass
+class Result:
+    path: str
+    packets: int  # received (rxdrop), sent (txonly) or forwarded back (l2fwd)
+    seconds: float
+    offered: int  # what the generator sent (rxdrop, l2fwd) or what was sent (txonly)
+    arrived: int  # what arrived where it should
+    cpu_seconds: float  # CPU time of the thread doing the work
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def pps(self) -> float:
+        return self.packets / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.offered - self.arrived)
+
+    @property
+    def cpu_ns_per_packet(self) -> float:
+        return self.cpu_seconds / self.packets * 1e9 if self.packets else float("nan")
+
+
+def _socket(o: Options, ifname: str, **kw: Any) -> XskSocket:
+    return XskSocket(
+        ifname, o.queue, mode=o.mode, bind=o.bind, frame_size=o.frame_size, **kw
+    )
+
+
+class _Generator:
+    """Full-rate traffic from the peer end, in a thread, for a fixed time."""
+
+    def __init__(self, o: Options, peer: str, packet: bytes) -> None:
+        self.sock = XskSocket(peer, o.queue, rx_size=0, frame_size=o.frame_size)
+        self.packet = packet
+        self.duration = o.duration
+        self.batch = o.batch
+        self.stats: dict[str, float] = {}
+        self.thread = threading.Thread(target=self._run, name="afxdp-bench-generator")
+
+    def _run(self) -> None:
+        self.stats = self.sock.rust_txonly(self.packet, self.duration, self.batch)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self) -> dict[str, float]:
+        self.thread.join()
+        self.sock.close()
+        return self.stats
+
+
+def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Result:
+    gen = _Generator(o, peer, packet)
+    total = o.duration + 0.4  # the receiver outlives the generator, then drains
+    if path == "af_packet":
+        rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST))
+        rx.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
+        rx.bind((ifname, ETH_P_AFXDP_TEST))
+        packet_statistics(rx)
+        buf = bytearray(4096)
+        rx.settimeout(0.05) if o.poll else rx.setblocking(False)
+        got = 0
+        c0, t0 = time.thread_time(), time.perf_counter()
+        gen.start()
+        while time.perf_counter() - t0 < total:
+            try:
+                rx.recv_into(buf)
+                got += 1
+            except (BlockingIOError, TimeoutError):
+                pass
+        cpu = time.thread_time() - c0
+        g = gen.join()
+        _, drops = packet_statistics(rx)
+        rx.close()
+        return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, {"drops": drops})
+    sock = _socket(o, ifname, tx_size=0)
+    try:
+        if path == "rust":
+            out: dict[str, Any] = {}
+            t = threading.Thread(target=lambda: out.update(sock.rust_rxdrop(total, o.batch, o.poll)))
+            t.start()
+            time.sleep(0.05)
+            gen.start()
+            t.join()
+            got, cpu = int(out["packets"]), float(out["cpu_seconds"])
+        else:
+            got = 0
+            timeout = 0.05 if o.poll else 0
+            c0, t0 = time.thread_time(), time.perf_counter()
+            gen.start()
+            while time.perf_counter() - t0 < total:
+                batch = sock.recv(o.batch, timeout=timeout)
+                got += len(batch)
+                batch.release()
+            cpu = time.thread_time() - c0
+        g = gen.join()
+        st = sock.statistics()
+    finally:
+        sock.close()
+    kernel = {k: st[k] for k in ("rx_dropped", "rx_ring_full")}
+    return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, kernel)
+
+
+def _txonly(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes) -> Result:
+    before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
+    if path == "af_packet":
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        tx.bind((ifname, 0))
+        sent = 0
+        c0, t0 = time.thread_time(), time.perf_counter()
+        while time.perf_counter() - t0 < o.duration:
+            for _ in range(o.batch):
+                tx.send(packet)
+            sent += o.batch
+        secs, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        tx.close()
+    else:
+        sock = _socket(o, ifname, rx_size=0)
+        try:
+            if path == "rust":
+                r = sock.rust_txonly(packet, o.duration, o.batch)
+                sent, secs, cpu = int(r["packets"]), r["seconds"], r["cpu_seconds"]
+            else:
+                packets = [packet] * o.batch
+                c0, t0 = time.thread_time(), time.perf_counter()
+                while time.perf_counter() - t0 < o.duration:
+                    sock.send(packets)
+                sock.flush(timeout=1.0)
+                secs, cpu = time.perf_counter() - t0, time.thread_time() - c0
+                sent = sock.statistics()["tx_completed"]
+        finally:
+            sock.close()
+    time.sleep(0.05)
+    arrived = tb.link_stats(peer)["rx_packets"] - before if tb else sent
+    return Result(path, sent, secs, sent, arrived, cpu)
+
+
+def _swap(buf: bytearray, n: int) -> bytes:
+    return bytes(buf[6:12] + buf[0:6] + buf[12:n])
+
+
+def _l2fwd(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes) -> Result:
+    gen = _Generator(o, peer, packet)
+    before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
+    total = o.duration + 0.4
+    if path == "af_packet":
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST))
+        s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)
+        s.bind((ifname, ETH_P_AFXDP_TEST))
+        buf = bytearray(4096)
+        s.settimeout(0.05) if o.poll else s.setblocking(False)
+        fwd = 0
+        c0, t0 = time.thread_time(), time.perf_counter()
+        gen.start()
+        while time.perf_counter() - t0 < total:
+            try:
+                n, addr = s.recvfrom_into(buf)
+            except (BlockingIOError, TimeoutError):
+                continue
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            s.send(_swap(buf, n))
+            fwd += 1
+        cpu = time.thread_time() - c0
+        s.close()
+    else:
+        sock = _socket(o, ifname)
+        try:
+            if path == "rust":
+                out: dict[str, Any] = {}
+                t = threading.Thread(target=lambda: out.update(sock.rust_l2fwd(total, o.batch, o.poll)))
+                t.start()
+                time.sleep(0.05)
+                gen.start()
+                t.join()
+                fwd, cpu = int(out["packets"]), float(out["cpu_seconds"])
+            else:
+                fwd = 0
+                c0, t0 = time.thread_time(), time.perf_counter()
+                gen.start()
+                while time.perf_counter() - t0 < total:
+                    n = sock.l2fwd(o.batch)
+                    fwd += n
+                    if not n and o.poll:
+                        sock.wait_readable(timeout=0.05)
+                sock.flush(timeout=1.0)
+                cpu = time.thread_time() - c0
+        finally:
+            sock.close()
+    g = gen.join()
+    time.sleep(0.05)
+    back = tb.link_stats(peer)["rx_packets"] - before if tb else fwd
+    return Result(path, fwd, g["seconds"], int(g["packets"]), back, cpu)
+
+
+def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Result]:
+    """Runs the workload through each of ``o.paths``; returns one Result per path."""
+    if o.workload not in ("rxdrop", "txonly", "l2fwd"):
+        raise ValueError(f"workload={o.workload!r}: use rxdrop, txonly or l2fwd")
+    for p in o.paths:
+        if p not in PATHS:
+            raise ValueError(f"path {p!r}: use {', '.join(PATHS)}")
+    results: list[Result] = []
+
+    def one(tb: VethTestbed | None, ifname: str, peer: str) -> None:
+        dst = tb.inner_mac if tb else "ff:ff:ff:ff:ff:ff"
+        src = tb.peer_mac if tb else "02:00:00:00:00:99"
+        if o.workload == "txonly" and tb:
+            dst, src = tb.peer_mac, tb.inner_mac
+        head = (
+            bytes.fromhex(dst.replace(":", ""))
+            + bytes.fromhex(src.replace(":", ""))
+            + ETH_P_AFXDP_TEST.to_bytes(2, "big")
+        )
+        packet = head + bytes(max(0, o.size - len(head)))
+        for path in o.paths:
+            if o.workload == "rxdrop":
+                r = _rxdrop(o, path, ifname, peer, packet)
+            elif o.workload == "txonly":
+                r = _txonly(o, path, ifname, tb, peer, packet)
+            else:
+                r = _l2fwd(o, path, ifname, tb, peer, packet)
+            results.append(r)
+            if report:
+                report(r)
+
+    if o.ifname is None:
+        with VethTestbed(ephemeral=True) as tb:
+            one(tb, tb.inner, tb.peer)
+    else:
+        if o.workload != "txonly" and o.peer is None:
+            raise ValueError("rxdrop and l2fwd on a real interface need --peer (the generator's side)")
+        one(None, o.ifname, o.peer or o.ifname)
+    return results
