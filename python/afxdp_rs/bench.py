@@ -44,6 +44,8 @@ class Options:
     size: int = 64
     duration: float = 2.0
     poll: bool = False
+    #: After a batch that was not full, wait this long (seconds) for more packets.
+    linger: float = 0.0
     paths: tuple[str, ...] = ("python",)
 
 
@@ -71,9 +73,7 @@ class Result:
 
 
 def _socket(o: Options, ifname: str, **kw: Any) -> XskSocket:
-    return XskSocket(
-        ifname, o.queue, mode=o.mode, bind=o.bind, frame_size=o.frame_size, **kw
-    )
+    return XskSocket(ifname, o.queue, mode=o.mode, bind=o.bind, frame_size=o.frame_size, **kw)
 
 
 class _Generator:
@@ -117,7 +117,9 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
                 rx.recv_into(buf)
                 got += 1
             except (BlockingIOError, TimeoutError):
-                pass
+                continue
+            if o.linger:
+                got += _linger_drain(rx, buf, o.linger)
         cpu = time.thread_time() - c0
         g = gen.join()
         _, drops = packet_statistics(rx)
@@ -127,7 +129,9 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
     try:
         if path == "rust":
             out: dict[str, Any] = {}
-            t = threading.Thread(target=lambda: out.update(sock.rust_rxdrop(total, o.batch, o.poll)))
+            t = threading.Thread(
+                target=lambda: out.update(sock.rust_rxdrop(total, o.batch, o.poll, o.linger))
+            )
             t.start()
             time.sleep(0.05)
             gen.start()
@@ -139,7 +143,7 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
             c0, t0 = time.thread_time(), time.perf_counter()
             gen.start()
             while time.perf_counter() - t0 < total:
-                batch = sock.recv(o.batch, timeout=timeout)
+                batch = sock.recv(o.batch, timeout=timeout, linger=o.linger)
                 got += len(batch)
                 batch.release()
             cpu = time.thread_time() - c0
@@ -151,7 +155,9 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
     return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, kernel)
 
 
-def _txonly(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes) -> Result:
+def _txonly(
+    o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes
+) -> Result:
     before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
     if path == "af_packet":
         tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -185,11 +191,25 @@ def _txonly(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: st
     return Result(path, sent, secs, sent, arrived, cpu)
 
 
+def _linger_drain(s: socket.socket, buf: bytearray, linger: float) -> int:
+    """After a wakeup, let packets gather for `linger` s, then take them all."""
+    time.sleep(linger)
+    got = 0
+    while True:
+        try:
+            s.recv_into(buf, 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, TimeoutError):
+            return got
+        got += 1
+
+
 def _swap(buf: bytearray, n: int) -> bytes:
     return bytes(buf[6:12] + buf[0:6] + buf[12:n])
 
 
-def _l2fwd(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes) -> Result:
+def _l2fwd(
+    o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes
+) -> Result:
     gen = _Generator(o, peer, packet)
     before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
     total = o.duration + 0.4
@@ -211,6 +231,16 @@ def _l2fwd(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str
                 continue
             s.send(_swap(buf, n))
             fwd += 1
+            if o.linger:
+                time.sleep(o.linger)
+                while True:
+                    try:
+                        n, addr = s.recvfrom_into(buf, 0, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, TimeoutError):
+                        break
+                    if addr[2] != socket.PACKET_OUTGOING:
+                        s.send(_swap(buf, n))
+                        fwd += 1
         cpu = time.thread_time() - c0
         s.close()
     else:
@@ -218,7 +248,9 @@ def _l2fwd(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str
         try:
             if path == "rust":
                 out: dict[str, Any] = {}
-                t = threading.Thread(target=lambda: out.update(sock.rust_l2fwd(total, o.batch, o.poll)))
+                t = threading.Thread(
+                    target=lambda: out.update(sock.rust_l2fwd(total, o.batch, o.poll, o.linger))
+                )
                 t.start()
                 time.sleep(0.05)
                 gen.start()
@@ -233,6 +265,8 @@ def _l2fwd(o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str
                     fwd += n
                     if not n and o.poll:
                         sock.wait_readable(timeout=0.05)
+                    elif n < o.batch and o.linger:
+                        time.sleep(o.linger)
                 sock.flush(timeout=1.0)
                 cpu = time.thread_time() - c0
         finally:
@@ -279,6 +313,8 @@ def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Resu
             one(tb, tb.inner, tb.peer)
     else:
         if o.workload != "txonly" and o.peer is None:
-            raise ValueError("rxdrop and l2fwd on a real interface need --peer (the generator's side)")
+            raise ValueError(
+                "rxdrop and l2fwd on a real interface need --peer (the generator's side)"
+            )
         one(None, o.ifname, o.peer or o.ifname)
     return results

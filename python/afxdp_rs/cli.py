@@ -355,6 +355,13 @@ def forward(
 @click.option("-s", "--size", type=click.IntRange(18, 1514), default=64, show_default=True)
 @click.option("-d", "--duration", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True)
 @click.option("-p", "--poll", is_flag=True, help="wait in poll(2) instead of spinning")
+@click.option(
+    "--linger-us",
+    type=click.IntRange(0, 100_000),
+    default=0,
+    show_default=True,
+    help="after a batch that was not full, wait this long for more (all paths)",
+)
 @click.option("--compare", is_flag=True, help="also run the Rust loop and AF_PACKET")
 def bench(
     workload: str,
@@ -368,6 +375,7 @@ def bench(
     size: int,
     duration: float,
     poll: bool,
+    linger_us: int,
     compare: bool,
 ) -> None:
     """Measure rxdrop, txonly or l2fwd: packets/s, loss and CPU time per packet."""
@@ -386,10 +394,14 @@ def bench(
         size=size,
         duration=duration,
         poll=poll,
+        linger=linger_us / 1e6,
         paths=PATHS if compare else ("python",),
     )
-    table = Table(title=f"{workload}, {size}-byte packets, batch {batch}, "
-                  f"{'poll' if poll else 'busy-poll'} mode")
+    table = Table(
+        title=f"{workload}, {size}-byte packets, batch {batch}, "
+        f"{'poll' if poll else 'busy-poll'} mode"
+        + (f", linger {linger_us} us" if linger_us else "")
+    )
     for col in ("path", "Mpps", "offered", "arrived", "lost", "cpu ns/pkt", "kernel"):
         table.add_column(col, justify="right")
 

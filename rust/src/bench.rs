@@ -65,12 +65,14 @@ impl Clock {
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
 /// Receives and drops packets for `duration` (or until `stop`). `poll`: wait in poll(2)
-/// when the ring is empty, instead of spinning.
+/// when the ring is empty, instead of spinning. `linger`: after a batch that was not
+/// full, wait this long for more packets to gather (fewer wakeups per packet).
 pub fn rxdrop(
     sock: &mut XskSocket,
     batch: u32,
     duration: Duration,
     poll: bool,
+    linger: Duration,
     stop: &AtomicBool,
 ) -> Result<LoopStats> {
     let clock = Clock::new(duration);
@@ -88,6 +90,9 @@ pub fn rxdrop(
         packets += n as u64;
         bytes += descs.iter().map(|d| d.len as u64).sum::<u64>();
         sock.recycle(descs.iter().map(|d| d.addr));
+        if n < batch && !linger.is_zero() {
+            std::thread::sleep(linger);
+        }
     }
     Ok(clock.finish(packets, bytes))
 }
@@ -123,13 +128,17 @@ pub fn l2fwd(
     batch: u32,
     duration: Duration,
     poll: bool,
+    linger: Duration,
     stop: &AtomicBool,
 ) -> Result<LoopStats> {
     let clock = Clock::new(duration);
     let (b0, p0) = (sock.counters().tx_bytes, sock.counters().tx_packets);
     while !clock.done(stop) {
-        if sock.forward_back(batch, true)? == 0 && poll {
+        let n = sock.forward_back(batch, true)?;
+        if n == 0 && poll {
             sock.poll(libc::POLLIN, Some(POLL_SLICE))?;
+        } else if n < batch && !linger.is_zero() {
+            std::thread::sleep(linger);
         }
     }
     sock.flush(Some(Duration::from_secs(1)))?;

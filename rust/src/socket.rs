@@ -874,17 +874,36 @@ impl XskSocket {
     /// need_wakeup). Transient refusals (EAGAIN, EBUSY, ENOBUFS) are not errors: the
     /// frames stay on the ring for the next kick.
     pub fn kick_tx(&mut self) -> Result<()> {
+        self.kick_tx_rounds(0)
+    }
+
+    /// Like [`XskSocket::kick_tx`], but goes on until the kernel has taken everything
+    /// on the tx ring: in copy mode one sendto sends at most a small batch (32 frames)
+    /// and answers EAGAIN while more wait. Completions are taken back in between, so
+    /// the completion ring never blocks the kernel.
+    pub fn drain_tx(&mut self) -> Result<()> {
+        let rounds = self.config.tx_size / 16 + 2;
+        self.kick_tx_rounds(rounds)
+    }
+
+    fn kick_tx_rounds(&mut self, mut rounds: u32) -> Result<()> {
         let Some(tx) = self.tx.as_ref() else {
             return Ok(());
         };
         if self.config.need_wakeup && !tx.needs_wakeup() {
             return Ok(());
         }
-        self.counters.tx_wakeups += 1;
-        match sys::kick_tx(self.fd()) {
-            Ok(()) => Ok(()),
-            Err(e) if transient(&e) => Ok(()),
-            Err(e) => Err(self.io_error("sending", e)),
+        loop {
+            self.counters.tx_wakeups += 1;
+            match sys::kick_tx(self.fd()) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && rounds > 0 => {
+                    rounds -= 1;
+                    self.complete();
+                }
+                Err(e) if transient(&e) => return Ok(()),
+                Err(e) => return Err(self.io_error("sending", e)),
+            }
         }
     }
 
@@ -991,7 +1010,8 @@ impl XskSocket {
         self.counters.tx_packets += k as u64;
         self.counters.tx_bytes += bytes;
         if k > 0 {
-            if let Err(e) = self.kick_tx() {
+            // Forwarded frames only come back (to be refilled) once sent: drain.
+            if let Err(e) = self.drain_tx() {
                 self.pending = Some(e);
             }
         }
@@ -1046,7 +1066,7 @@ impl XskSocket {
             if self.tx_outstanding == 0 {
                 return Ok(true);
             }
-            self.kick_tx()?;
+            self.drain_tx()?;
             if self.complete() > 0 {
                 idle = 0;
                 continue;

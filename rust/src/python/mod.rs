@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -161,6 +160,27 @@ where
             return Ok(None);
         }
         py.check_signals()?;
+    }
+}
+
+/// A packet given to `send`, kept alive while its bytes are read.
+enum Held<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Buffer(PyBuffer<u8>),
+    Copy(Vec<u8>),
+}
+
+impl Held<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Bytes(b) => b.as_bytes(),
+            // SAFETY: a read-only, contiguous export of len_bytes() bytes, valid while
+            // the PyBuffer (owned by self) lives.
+            Held::Buffer(b) => unsafe {
+                std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes())
+            },
+            Held::Copy(v) => v,
+        }
     }
 }
 
@@ -387,8 +407,21 @@ impl PySocket {
     /// Receives up to `max` packets as one batch, waiting up to `timeout` seconds
     /// (None: until a packet arrives; 0: not at all). The batch may be empty when the
     /// time ran out. Frames stay owned by the batch until it is released.
-    #[pyo3(signature = (max = 64, timeout = None))]
-    fn recv(&self, py: Python<'_>, max: i64, timeout: Option<f64>) -> PyResult<RxBatch> {
+    #[pyo3(signature = (max = 64, timeout = None, linger = 0.0))]
+    fn recv(
+        &self,
+        py: Python<'_>,
+        max: i64,
+        timeout: Option<f64>,
+        linger: f64,
+    ) -> PyResult<RxBatch> {
+        let linger = timeout_arg(Some(linger))
+            .map_err(|_| {
+                config_err(format!(
+                    "linger={linger}: use 0 or a positive number of seconds"
+                ))
+            })?
+            .unwrap_or_default();
         let max = u32_arg("max", max)?;
         if max == 0 {
             return Err(config_err("max=0: ask for at least one packet".into()));
@@ -415,6 +448,12 @@ impl PySocket {
         })?;
         if got.is_none() {
             descs.clear();
+        } else if (descs.len() as u32) < max && !linger.is_zero() {
+            // Let more packets gather before handing out the batch: fewer wakeups (and
+            // less CPU) per packet, at the cost of up to `linger` of latency.
+            py.detach(|| std::thread::sleep(linger));
+            let more = max - descs.len() as u32;
+            self.with_socket(py, |s| s.recv(more, &mut descs))?;
         }
         Ok(RxBatch {
             core: Arc::clone(&self.core),
@@ -436,9 +475,16 @@ impl PySocket {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let timeout = timeout_arg(timeout)?;
-        let mut buffers = Vec::new();
+        // bytes objects are immutable and read in place. Other buffers are read in place
+        // when read-only, and copied when mutable (bytearray, writable memoryview,
+        // Frame): other Python threads may write to them while the GIL is released.
+        let mut held: Vec<Held<'_>> = Vec::new();
         for (i, obj) in packets.try_iter()?.enumerate() {
             let obj = obj?;
+            if let Ok(b) = obj.cast::<PyBytes>() {
+                held.push(Held::Bytes(b.clone()));
+                continue;
+            }
             let buf = PyBuffer::<u8>::get(&obj).map_err(|_| {
                 PyTypeError::new_err(format!(
                     "packet {i} is a {}, not a bytes-like object: pass bytes, bytearray or memoryview",
@@ -450,42 +496,22 @@ impl PySocket {
                     "packet {i} is not a contiguous buffer: pass bytes(...) of it"
                 )));
             }
-            buffers.push(buf);
-        }
-        // Other Python threads may write to a mutable buffer (bytearray, writable
-        // memoryview, Frame) while the GIL is released: copy those now. Immutable ones
-        // (bytes) are read in place.
-        let copies: Vec<Option<Vec<u8>>> = buffers
-            .iter()
-            .map(|b| (!b.readonly()).then(|| b.to_vec(py)).transpose())
-            .collect::<PyResult<_>>()?;
-        let slices: Vec<&[u8]> = buffers
-            .iter()
-            .zip(&copies)
-            .map(|(b, copy)| match copy {
-                Some(v) => v.as_slice(),
-                // SAFETY: a read-only, contiguous export of len_bytes() bytes, valid
-                // while `buffers` lives, which outlasts `slices`.
-                None => unsafe {
-                    std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes())
-                },
-            })
-            .collect();
-        self.with_socket(py, |s| {
-            for (i, p) in slices.iter().enumerate() {
-                s.check_packet(i, p.len())?;
+            if buf.readonly() {
+                held.push(Held::Buffer(buf));
+            } else {
+                held.push(Held::Copy(buf.to_vec(py)?));
             }
-            Ok(())
-        })?;
+        }
+        let slices: Vec<&[u8]> = held.iter().map(Held::bytes).collect();
         let mut sent = 0usize;
         let total = slices.len();
-        let done = sliced_wait(py, timeout, |slice| {
+        // XskSocket::send checks every packet before queueing any.
+        sliced_wait(py, timeout, |slice| {
             self.locked(|s| {
                 sent += s.send(&slices[sent..], Some(slice))?;
                 Ok((sent == total).then_some(()))
             })
         })?;
-        let _ = done;
         Ok(sent)
     }
 
@@ -590,14 +616,18 @@ impl PySocket {
             PyTypeError::new_err("lengths must be a buffer of uint32 (array('I') or numpy uint32)")
         })?;
         if !data.is_c_contiguous() || !lengths.is_c_contiguous() {
-            return Err(PyTypeError::new_err("data and lengths must be contiguous buffers"));
+            return Err(PyTypeError::new_err(
+                "data and lengths must be contiguous buffers",
+            ));
         }
         let owned = (!data.readonly()).then(|| data.to_vec(py)).transpose()?;
         let lens = lengths.to_vec(py)?;
         // SAFETY: a read-only, contiguous export valid while `data` lives.
         let bytes: &[u8] = match &owned {
             Some(v) => v,
-            None => unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.len_bytes()) },
+            None => unsafe {
+                std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.len_bytes())
+            },
         };
         let total: u64 = lens.iter().map(|&l| l as u64).sum();
         if total > bytes.len() as u64 {
@@ -631,17 +661,19 @@ impl PySocket {
 
     /// Benchmark loop run entirely in Rust (the GIL is released): receive and drop for
     /// `duration` seconds. Returns packets, bytes, seconds and cpu_seconds.
-    #[pyo3(signature = (duration, batch = 64, poll = false))]
+    #[pyo3(signature = (duration, batch = 64, poll = false, linger = 0.0))]
     fn rust_rxdrop<'py>(
         &self,
         py: Python<'py>,
         duration: f64,
         batch: i64,
         poll: bool,
+        linger: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
+        let l = timeout_arg(Some(linger))?.unwrap_or_default();
         let st = self.with_socket(py, |s| {
-            crate::bench::rxdrop(s, b, d, poll, &AtomicBool::new(false))
+            crate::bench::rxdrop(s, b, d, poll, l, &AtomicBool::new(false))
         })?;
         loop_stats(py, st)
     }
@@ -664,17 +696,19 @@ impl PySocket {
 
     /// Benchmark loop run entirely in Rust: forward every packet back out with its MAC
     /// addresses swapped, for `duration`.
-    #[pyo3(signature = (duration, batch = 64, poll = false))]
+    #[pyo3(signature = (duration, batch = 64, poll = false, linger = 0.0))]
     fn rust_l2fwd<'py>(
         &self,
         py: Python<'py>,
         duration: f64,
         batch: i64,
         poll: bool,
+        linger: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
+        let l = timeout_arg(Some(linger))?.unwrap_or_default();
         let st = self.with_socket(py, |s| {
-            crate::bench::l2fwd(s, b, d, poll, &AtomicBool::new(false))
+            crate::bench::l2fwd(s, b, d, poll, l, &AtomicBool::new(false))
         })?;
         loop_stats(py, st)
     }
@@ -890,14 +924,21 @@ impl RxBatch {
     /// Copies the packets end to end into the writable buffer `data` and their lengths
     /// into `lengths` (a writable uint32 buffer with room for len(batch) entries), e.g.
     /// numpy arrays. Returns the bytes written.
-    fn copy_into(&self, py: Python<'_>, data: &Bound<'_, PyAny>, lengths: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn copy_into(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        lengths: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
         let st = self.check_live()?;
         let out = PyBuffer::<u8>::get(data)?;
         let lens = PyBuffer::<u32>::get(lengths).map_err(|_| {
             PyTypeError::new_err("lengths must be a buffer of uint32 (array('I') or numpy uint32)")
         })?;
         if out.readonly() || lens.readonly() || !out.is_c_contiguous() || !lens.is_c_contiguous() {
-            return Err(PyTypeError::new_err("data and lengths must be writable, contiguous buffers"));
+            return Err(PyTypeError::new_err(
+                "data and lengths must be writable, contiguous buffers",
+            ));
         }
         let total: usize = self.descs.iter().map(|d| d.len as usize).sum();
         if out.len_bytes() < total || lens.item_count() < self.descs.len() {
