@@ -46,6 +46,8 @@ class Options:
     poll: bool = False
     #: After a batch that was not full, wait this long (seconds) for more packets.
     linger: float = 0.0
+    #: rxdrop on this many queues at once (one socket, receiver thread and generator each).
+    queues: int = 1
     paths: tuple[str, ...] = ("python",)
 
 
@@ -277,6 +279,55 @@ def _l2fwd(
     return Result(path, fwd, g["seconds"], int(g["packets"]), back, cpu)
 
 
+def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Result:
+    """rxdrop on queues 0..N-1 at once: one socket, one receiver thread and one
+    generator (on the peer's tx queue k, which lands on rx queue k) per queue."""
+    socks = [
+        XskSocket(tb.inner, q, mode=o.mode, bind=o.bind, frame_size=o.frame_size, tx_size=0)
+        for q in range(o.queues)
+    ]
+    gens = []
+    for q in range(o.queues):
+        g = _Generator(dataclasses.replace(o, queue=q), tb.peer, packet)
+        gens.append(g)
+    total = o.duration + 0.4
+    got = [0] * o.queues
+    cpu = [0.0] * o.queues
+
+    def receive(q: int) -> None:
+        sock = socks[q]
+        if path == "rust":
+            r = sock.rust_rxdrop(total, o.batch, o.poll, o.linger)
+            got[q], cpu[q] = int(r["packets"]), float(r["cpu_seconds"])
+            return
+        c0, t0 = time.thread_time(), time.perf_counter()
+        timeout = 0.05 if o.poll else 0
+        while time.perf_counter() - t0 < total:
+            batch = sock.recv(o.batch, timeout=timeout, linger=o.linger)
+            got[q] += len(batch)
+            batch.release()
+        cpu[q] = time.thread_time() - c0
+
+    threads = [threading.Thread(target=receive, args=(q,)) for q in range(o.queues)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        for g in gens:
+            g.start()
+        stats = [g.join() for g in gens]
+        for t in threads:
+            t.join()
+        kernel = {"rx_dropped": sum(s.statistics()["rx_dropped"] for s in socks)}
+    finally:
+        for s in socks:
+            s.close()
+    secs = max(st["seconds"] for st in stats)
+    offered = sum(int(st["packets"]) for st in stats)
+    name = f"{path} x{o.queues}"
+    return Result(name, sum(got), secs, offered, sum(got), sum(cpu), kernel)
+
+
 def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Result]:
     """Runs the workload through each of ``o.paths``; returns one Result per path."""
     if o.workload not in ("rxdrop", "txonly", "l2fwd"):
@@ -298,6 +349,14 @@ def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Resu
         )
         packet = head + bytes(max(0, o.size - len(head)))
         for path in o.paths:
+            if o.queues > 1:
+                if o.workload != "rxdrop" or tb is None or path == "af_packet":
+                    continue
+                r = _rxdrop_queues(o, path, tb, packet)
+                results.append(r)
+                if report:
+                    report(r)
+                continue
             if o.workload == "rxdrop":
                 r = _rxdrop(o, path, ifname, peer, packet)
             elif o.workload == "txonly":
@@ -308,8 +367,10 @@ def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Resu
             if report:
                 report(r)
 
+    if o.queues > 1 and (o.workload != "rxdrop" or o.ifname is not None):
+        raise ValueError("--queues applies to rxdrop on the built-in test bed")
     if o.ifname is None:
-        with VethTestbed(ephemeral=True) as tb:
+        with VethTestbed(ephemeral=True, queues=o.queues) as tb:
             one(tb, tb.inner, tb.peer)
     else:
         if o.workload != "txonly" and o.peer is None:

@@ -363,6 +363,13 @@ def forward(
     help="after a batch that was not full, wait this long for more (all paths)",
 )
 @click.option("--compare", is_flag=True, help="also run the Rust loop and AF_PACKET")
+@click.option(
+    "--queues",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="rxdrop on this many queues at once (test bed only)",
+)
 def bench(
     workload: str,
     ifname: str | None,
@@ -377,6 +384,7 @@ def bench(
     poll: bool,
     linger_us: int,
     compare: bool,
+    queues: int,
 ) -> None:
     """Measure rxdrop, txonly or l2fwd: packets/s, loss and CPU time per packet."""
     _need_root()
@@ -395,6 +403,7 @@ def bench(
         duration=duration,
         poll=poll,
         linger=linger_us / 1e6,
+        queues=queues,
         paths=PATHS if compare else ("python",),
     )
     table = Table(
