@@ -479,12 +479,24 @@ impl PySocket {
         // when read-only, and copied when mutable (bytearray, writable memoryview,
         // Frame): other Python threads may write to them while the GIL is released.
         let mut held: Vec<Held<'_>> = Vec::new();
-        for (i, obj) in packets.try_iter()?.enumerate() {
-            let obj = obj?;
-            if let Ok(b) = obj.cast::<PyBytes>() {
-                held.push(Held::Bytes(b.clone()));
-                continue;
-            }
+        // Lists (and tuples) are walked directly; any other iterable through the
+        // iterator protocol.
+        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = packets.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = packets.cast::<pyo3::types::PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            packets.try_iter()?.collect::<PyResult<_>>()?
+        };
+        held.reserve(items.len());
+        for (i, obj) in items.into_iter().enumerate() {
+            let obj = match obj.cast_into::<PyBytes>() {
+                Ok(b) => {
+                    held.push(Held::Bytes(b));
+                    continue;
+                }
+                Err(e) => e.into_inner(),
+            };
             let buf = PyBuffer::<u8>::get(&obj).map_err(|_| {
                 PyTypeError::new_err(format!(
                     "packet {i} is a {}, not a bytes-like object: pass bytes, bytearray or memoryview",
