@@ -33,6 +33,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel: talks to the real kernel (needs root)")
 
 
+def without_privileges(memlock: int) -> list[str]:
+    """A command prefix that runs a program with no capability at all and `memlock`
+    bytes of RLIMIT_MEMLOCK (as root, whose home the interpreter lives in)."""
+    return [
+        "prlimit",
+        f"--memlock={memlock}:{memlock}",
+        "setpriv",
+        "--inh-caps=-all",
+        "--ambient-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
+
+
 @pytest.fixture(scope="module")
 def bed() -> Iterator[VethTestbed]:
     """One veth pair in a fresh named namespace per test module, removed afterwards."""

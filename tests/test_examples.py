@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import without_privileges
 
 from afxdp_rs import privileged
 from afxdp_rs.pcap import PcapReader
@@ -131,15 +132,7 @@ def test_unprivileged_worker(bed: VethTestbed) -> None:
         if os.path.exists(path):
             break
         time.sleep(0.01)
-    no_caps = (
-        "prlimit",
-        "--memlock=4194304:4194304",
-        "setpriv",
-        "--inh-caps=-all",
-        "--ambient-caps=-all",
-        "--bounding-set=-all",
-        "--no-new-privs",
-    )
+    no_caps = tuple(without_privileges(4 << 20))
     proc = start("unprivileged_worker.py", path, "100", prefix=no_caps)
     helper.join(timeout=20)
     # Until the worker has bound its socket the program passes packets to the stack:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import without_privileges
 
 import afxdp_rs
 from afxdp_rs import privileged
@@ -333,13 +334,7 @@ def test_unprivileged_worker(bed: VethTestbed) -> None:
     limit = 1 << 20
     child = subprocess.Popen(
         [
-            "prlimit",
-            f"--memlock={limit}:{limit}",
-            "setpriv",
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-            "--bounding-set=-all",
-            "--no-new-privs",
+            *without_privileges(limit),
             sys.executable,
             "-c",
             WORKER,

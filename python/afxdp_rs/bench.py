@@ -78,6 +78,19 @@ def _socket(o: Options, ifname: str, **kw: Any) -> XskSocket:
     return XskSocket(ifname, o.queue, mode=o.mode, bind=o.bind, frame_size=o.frame_size, **kw)
 
 
+def _packet_socket(o: Options, ifname: str) -> socket.socket:
+    """An AF_PACKET socket for the test EtherType with a 64 MiB receive buffer, blocking
+    with a short timeout in poll mode, non-blocking otherwise."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST))
+    s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
+    s.bind((ifname, ETH_P_AFXDP_TEST))
+    if o.poll:
+        s.settimeout(0.05)
+    else:
+        s.setblocking(False)
+    return s
+
+
 class _Generator:
     """Full-rate traffic from the peer end, in a thread, for a fixed time."""
 
@@ -105,12 +118,9 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
     gen = _Generator(o, peer, packet)
     total = o.duration + 0.4  # the receiver outlives the generator, then drains
     if path == "af_packet":
-        rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST))
-        rx.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
-        rx.bind((ifname, ETH_P_AFXDP_TEST))
+        rx = _packet_socket(o, ifname)
         packet_statistics(rx)
         buf = bytearray(4096)
-        rx.settimeout(0.05) if o.poll else rx.setblocking(False)
         got = 0
         c0, t0 = time.thread_time(), time.perf_counter()
         gen.start()
@@ -216,11 +226,8 @@ def _l2fwd(
     before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
     total = o.duration + 0.4
     if path == "af_packet":
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST))
-        s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)
-        s.bind((ifname, ETH_P_AFXDP_TEST))
+        s = _packet_socket(o, ifname)
         buf = bytearray(4096)
-        s.settimeout(0.05) if o.poll else s.setblocking(False)
         fwd = 0
         c0, t0 = time.thread_time(), time.perf_counter()
         gen.start()

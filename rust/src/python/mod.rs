@@ -897,10 +897,9 @@ impl RxBatch {
     /// The bytes of frame `i`, valid while `_st` (the state lock) shows it live.
     fn data(&self, _st: &MutexGuard<'_, BatchState>, i: usize) -> &[u8] {
         let d = self.descs[i];
-        // SAFETY: the descriptor came from the kernel's rx ring, so it lies inside the
-        // UMEM; the frame belongs to this batch until it is released, which the caller
-        // has checked under the state lock. The UMEM stays mapped, and the frame range
-        // this socket's own, through `core.claim`.
+        // SAFETY: the descriptor is inside one of this socket's frames (checked by recv),
+        // the frame is this batch's until release (checked by the caller under the state
+        // lock), and `claim` keeps the UMEM mapped and the frame range ours.
         unsafe { self.claim.umem().slice(d.addr, d.len) }
     }
 }
@@ -1117,10 +1116,9 @@ impl Frame {
             st.exports += 1;
             span
         };
-        // SAFETY: view is the Py_buffer CPython passed us to fill. The buffer points
-        // into a frame this batch owns; release() refuses to hand the frame back while
-        // `exports` > 0, so the memory stays ours for the life of the view, and the
-        // view holds a reference to this Frame (and so to the batch and the UMEM).
+        // SAFETY: view is the Py_buffer CPython gave us to fill; buf points into a frame
+        // this batch owns, which release() keeps while `exports` > 0, and the view holds
+        // a reference to this Frame (so to the batch, its claim and the UMEM).
         unsafe {
             (*view).obj = slf.into_any().into_ptr();
             (*view).buf = ptr as *mut std::ffi::c_void;
