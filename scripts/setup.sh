@@ -32,5 +32,5 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check \
-    "maturin>=1.7,<2" pytest pyroute2 ruff mypy typing_extensions uvloop click rich pdoc
+    "maturin>=1.7,<2" pytest pyroute2 ruff mypy typing_extensions uvloop click rich pdoc hypothesis
 VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q

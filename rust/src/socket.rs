@@ -766,6 +766,11 @@ impl XskSocket {
         self.rx_held
     }
 
+    /// Frames on the fill ring or with the kernel for receiving.
+    pub fn rx_in_kernel(&self) -> u32 {
+        self.rx_in_kernel
+    }
+
     /// Like [`XskSocket::recv`], waiting up to `timeout` (forever if `None`) for at
     /// least one packet.
     pub fn recv_wait(
@@ -1084,6 +1089,9 @@ impl XskSocket {
     #[doc(hidden)]
     pub fn post_fill_unchecked(&mut self, addr: u64) -> Result<()> {
         self.take_free_frame(addr)?;
+        if self.frame_index(self.umem.frame_of(addr)).is_some() {
+            self.rx_in_kernel += 1;
+        }
         let mut r = self.fill.reserve(1);
         if !r.is_empty() {
             r.write(0, addr);

@@ -767,13 +767,16 @@ impl PySocket {
 
     /// The kernel's XDP_STATISTICS counters and the library's own, as a dict.
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (k, c, free, outstanding) = self.with_socket(py, |s| {
-            Ok((
-                s.statistics()?,
-                s.counters(),
-                s.free_frames(),
-                s.tx_outstanding(),
-            ))
+        let (k, c, frames) = self.with_socket(py, |s| {
+            let (lo, hi) = s.frames();
+            let frames = [
+                ("free_frames", s.free_frames() as u64),
+                ("tx_outstanding", s.tx_outstanding() as u64),
+                ("rx_held", s.rx_held() as u64),
+                ("rx_in_kernel", s.rx_in_kernel() as u64),
+                ("frame_count", (hi - lo) as u64),
+            ];
+            Ok((s.statistics()?, s.counters(), frames))
         })?;
         let d = PyDict::new(py);
         d.set_item("rx_dropped", k.rx_dropped)?;
@@ -790,8 +793,12 @@ impl PySocket {
         d.set_item("tx_wakeups", c.tx_wakeups)?;
         d.set_item("rx_wakeups", c.rx_wakeups)?;
         d.set_item("invalid_completions", c.invalid_completions)?;
-        d.set_item("free_frames", free)?;
-        d.set_item("tx_outstanding", outstanding)?;
+        d.set_item("invalid_rx_descs", c.invalid_rx_descs)?;
+        d.set_item("invalid_returns", c.invalid_returns)?;
+        // Where the socket's frames are: these four always add up to frame_count.
+        for (name, value) in frames {
+            d.set_item(name, value)?;
+        }
         Ok(d)
     }
 
