@@ -170,6 +170,12 @@ class VethTestbed:
                 (idx,) = ipr.link_lookup(ifname=n)
                 ipr.link("set", index=idx, state="up")
 
+    def set_link_state(self, name: str, *, up: bool) -> None:
+        """Brings an interface up or down."""
+        with IPRoute() as ipr:
+            (idx,) = ipr.link_lookup(ifname=name)
+            ipr.link("set", index=idx, state="up" if up else "down")
+
     def delete_link(self, name: str) -> None:
         """Deletes an interface (a veth takes its peer along)."""
         with IPRoute() as ipr:

@@ -1272,10 +1272,14 @@ fn backoff(idle: u32, limit: Option<Duration>) {
 
 fn bind_with_retry(fd: BorrowedFd<'_>, addr: &SockaddrXdp, retry: Duration) -> io::Result<()> {
     let deadline = Instant::now() + retry;
+    // The kernel usually finishes tearing the previous socket down within a millisecond
+    // or two: start with short naps, then back off.
+    let mut nap = Duration::from_micros(200);
     loop {
         match sys::bind(fd, addr) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(20));
             }
             other => return other,
         }
