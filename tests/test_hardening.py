@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,9 @@ from afxdp_rs.testbed import VethTestbed
 pytestmark = pytest.mark.kernel
 
 SOAK = os.environ.get("AFXDP_SOAK") == "1"
-SMALL = dict(frame_count=256, fill_size=128, rx_size=128, tx_size=128, comp_size=128)
+SMALL: dict[str, Any] = dict(
+    frame_count=256, fill_size=128, rx_size=128, tx_size=128, comp_size=128
+)
 
 
 @pytest.fixture(scope="module")
