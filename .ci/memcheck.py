@@ -26,9 +26,16 @@ with VethTestbed(ephemeral=True) as tb, tb.packet_socket(tb.peer) as peer:
     for f in frames[:10]:
         peer.send(f)
     taken: list[bytes] = []
+
+    def take(fr: afxdp_rs.Frame) -> bool:
+        if len(taken) >= 10:
+            return False
+        taken.append(bytes(fr))
+        return True
+
     while len(taken) < 10:
         sock.wait_readable(timeout=20.0)
-        sock.deliver(lambda fr: len(taken) < 10 and not taken.append(bytes(fr)), 4)
+        sock.deliver(take, 4)
     assert taken == frames[:10], "deliver"
     for f in frames[:8]:
         peer.send(f)
