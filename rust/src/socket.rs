@@ -936,6 +936,12 @@ impl XskSocket {
         for i in 0..n {
             let data = packets[i as usize].as_ref();
             let frame = pool.pop().expect("pool holds at least n frames");
+            // Never hand the kernel a descriptor outside one frame of the UMEM.
+            assert!(
+                umem.contains(frame, data.len() as u32),
+                "tx descriptor ({frame}, {}) outside the UMEM",
+                data.len()
+            );
             // SAFETY: the frame came from the free pool, so the user owns it and the
             // kernel is not touching it; data.len() <= max_packet <= frame_size was
             // checked, so the range stays inside the frame.

@@ -19,6 +19,19 @@ use crate::error::{Error, ErrorKind, Result};
 /// Frame sizes the kernel accepts in aligned mode.
 pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
 
+/// Whether a descriptor `(addr, len)` lies inside one frame of a UMEM with this
+/// geometry: what the library checks before the kernel sees a descriptor.
+#[inline]
+pub fn desc_in_bounds(config: &UmemConfig, addr: u64, len: u32) -> bool {
+    let fs = config.frame_size as u64;
+    if fs == 0 {
+        return false;
+    }
+    let size = fs * config.frame_count as u64;
+    let end = addr.saturating_add(len as u64);
+    end <= size && (len == 0 || addr / fs == (end - 1) / fs)
+}
+
 /// The frame geometry of a UMEM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UmemConfig {
@@ -188,9 +201,7 @@ impl UmemArea {
     /// Whether `[addr, addr + len)` lies inside one frame of this UMEM.
     #[inline]
     pub fn contains(&self, addr: u64, len: u32) -> bool {
-        let fs = self.config.frame_size as u64;
-        let end = addr.saturating_add(len as u64);
-        end <= self.len as u64 && (len == 0 || addr / fs == (end - 1) / fs)
+        desc_in_bounds(&self.config, addr, len)
     }
 
     /// The frame base address of any address inside the frame.
