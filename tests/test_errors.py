@@ -131,6 +131,15 @@ def test_removed_interface_is_reported(bed: VethTestbed) -> None:
     sock.close()
 
 
+def test_wrong_direction(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0, tx_size=0) as rx_only:
+        with pytest.raises(afxdp_rs.ConfigError, match="tx_size=0 .*cannot send"):
+            rx_only.send([bed.frame(1, 64)])
+    with afxdp_rs.XskSocket(bed.peer, 0, rx_size=0) as tx_only:
+        with pytest.raises(afxdp_rs.ConfigError, match="rx_size=0 .*cannot receive"):
+            tx_only.recv(8, timeout=0)
+
+
 def test_use_after_close(bed: VethTestbed) -> None:
     sock = afxdp_rs.XskSocket(bed.inner, 0)
     sock.close()
