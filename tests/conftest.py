@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from afxdp_rs import privileged
 from afxdp_rs.testbed import VethTestbed
 
 # AF_XDP sockets, XDP programs and network namespaces need root (CAP_NET_ADMIN,
@@ -45,6 +48,21 @@ def without_privileges(memlock: int) -> list[str]:
         "--bounding-set=-all",
         "--no-new-privs",
     ]
+
+
+def start_helper(path: str, ifname: str, queues: int, start_queue: int = 0) -> threading.Thread:
+    """Runs the privileged helper in a thread and waits until it listens on `path`."""
+    helper = threading.Thread(
+        target=privileged.serve,
+        args=(path, ifname, queues, start_queue, "native"),
+        kwargs={"timeout": 20},
+    )
+    helper.start()
+    for _ in range(500):
+        if os.path.exists(path):
+            break
+        time.sleep(0.01)
+    return helper
 
 
 @pytest.fixture(scope="module")

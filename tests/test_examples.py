@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import without_privileges
+from conftest import start_helper, without_privileges
 
-from afxdp_rs import privileged
 from afxdp_rs.pcap import PcapReader
 from afxdp_rs.testbed import VethTestbed
 
@@ -124,14 +123,7 @@ def test_asyncio_echo(bed: VethTestbed) -> None:
 
 def test_unprivileged_worker(bed: VethTestbed) -> None:
     path = f"/tmp/afxdp-example-{os.getpid()}.sock"
-    helper = threading.Thread(
-        target=privileged.serve, args=(path, bed.inner, 1, 0, "native"), kwargs={"timeout": 20}
-    )
-    helper.start()
-    for _ in range(500):
-        if os.path.exists(path):
-            break
-        time.sleep(0.01)
+    helper = start_helper(path, bed.inner, 1)
     no_caps = tuple(without_privileges(4 << 20))
     proc = start("unprivileged_worker.py", path, "100", prefix=no_caps)
     helper.join(timeout=20)

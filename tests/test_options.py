@@ -11,12 +11,11 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import without_privileges
+from conftest import start_helper, without_privileges
 
 import afxdp_rs
 from afxdp_rs import privileged
@@ -254,14 +253,7 @@ def test_sock_fds_handover_in_process(
 ) -> None:
     """The helper serves on a Unix socket; the worker (here: this process) receives."""
     path = f"/tmp/afxdp-test-{os.getpid()}.sock"
-    helper = threading.Thread(
-        target=privileged.serve, args=(path, bed.inner, 2, 1, "native"), kwargs={"timeout": 10}
-    )
-    helper.start()
-    for _ in range(500):
-        if os.path.exists(path):
-            break
-        time.sleep(0.01)
+    helper = start_helper(path, bed.inner, 2, start_queue=1)
     handover = privileged.receive(path)
     helper.join(timeout=10)
     assert not helper.is_alive()
@@ -327,10 +319,7 @@ def test_unprivileged_worker(bed: VethTestbed) -> None:
     """A child without any capability, with 1 MiB of locked memory, receives and sends
     on sockets a privileged helper handed over."""
     path = f"/tmp/afxdp-test-{os.getpid()}-unpriv.sock"
-    helper = threading.Thread(
-        target=privileged.serve, args=(path, bed.inner, 1, 0, "native"), kwargs={"timeout": 20}
-    )
-    helper.start()
+    helper = start_helper(path, bed.inner, 1)
     limit = 1 << 20
     child = subprocess.Popen(
         [

@@ -114,6 +114,17 @@ class _Generator:
         return self.stats
 
 
+def _rust_loop(gen: _Generator, loop: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Runs a Rust receive loop in a thread and starts the generator once it runs."""
+    out: dict[str, float] = {}
+    t = threading.Thread(target=lambda: out.update(loop()))
+    t.start()
+    time.sleep(0.05)
+    gen.start()
+    t.join()
+    return out
+
+
 def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Result:
     gen = _Generator(o, peer, packet)
     total = o.duration + 0.4  # the receiver outlives the generator, then drains
@@ -140,14 +151,7 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
     sock = _socket(o, ifname, tx_size=0)
     try:
         if path == "rust":
-            out: dict[str, Any] = {}
-            t = threading.Thread(
-                target=lambda: out.update(sock.rust_rxdrop(total, o.batch, o.poll, o.linger))
-            )
-            t.start()
-            time.sleep(0.05)
-            gen.start()
-            t.join()
+            out = _rust_loop(gen, lambda: sock.rust_rxdrop(total, o.batch, o.poll, o.linger))
             got, cpu = int(out["packets"]), float(out["cpu_seconds"])
         else:
             got = 0
@@ -256,14 +260,7 @@ def _l2fwd(
         sock = _socket(o, ifname)
         try:
             if path == "rust":
-                out: dict[str, Any] = {}
-                t = threading.Thread(
-                    target=lambda: out.update(sock.rust_l2fwd(total, o.batch, o.poll, o.linger))
-                )
-                t.start()
-                time.sleep(0.05)
-                gen.start()
-                t.join()
+                out = _rust_loop(gen, lambda: sock.rust_l2fwd(total, o.batch, o.poll, o.linger))
                 fwd, cpu = int(out["packets"]), float(out["cpu_seconds"])
             else:
                 fwd = 0
