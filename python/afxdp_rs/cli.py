@@ -324,9 +324,9 @@ def forward(
                             with src.recv(256, timeout=0) as batch:
                                 if len(batch):
                                     packets = batch.to_list()
-                                    dst.send(packets, timeout=1.0)
-                                    rates.add(len(packets), sum(len(p) for p in packets))
-                                    moved += len(packets)
+                                    n = dst.send(packets, timeout=1.0)
+                                    rates.add(n, sum(len(p) for p in packets[:n]))
+                                    moved += n
                         if not moved:
                             sel.select(timeout=0.1)
                 except KeyboardInterrupt:

@@ -706,10 +706,30 @@ impl XskSocket {
                 "this socket was opened with rx_size=0 (send only): it cannot receive",
             )
         })?;
+        let (lo, hi) = (
+            self.frames.0 as u64 * self.config.umem.frame_size as u64,
+            self.frames.1 as u64 * self.config.umem.frame_size as u64,
+        );
+        let umem = &self.umem;
         let peek = rx.peek(max);
-        let n = peek.len();
+        // Hand out only the leading descriptors that are this socket's frames; an
+        // invalid one is dropped (and counted) by the next recv.
+        let n = (0..peek.len())
+            .take_while(|&i| {
+                let d = peek.read(i);
+                let frame = umem.frame_of(d.addr);
+                frame >= lo && frame < hi && umem.contains(d.addr, d.len)
+            })
+            .count() as u32;
         out.extend((0..n).map(|i| peek.read(i)));
+        let invalid_first = n == 0 && !peek.is_empty();
         drop(peek); // not released: the entries stay in the ring
+        if invalid_first {
+            let mut dropped = Vec::new();
+            self.recv(1, &mut dropped)?; // counts it in invalid_rx_descs
+            self.recycle(dropped.iter().map(|d| d.addr));
+            return Ok(0);
+        }
         self.peeked = n;
         if n == 0 {
             self.refill();
@@ -732,7 +752,12 @@ impl XskSocket {
         if k == 0 {
             return Ok(0);
         }
-        self.recv(k, out)
+        // The consumer has taken these packets: consuming them must not fail on an
+        // error stored for later, or they would be delivered again.
+        let stored = self.pending.take();
+        let taken = self.recv(k, out);
+        self.pending = stored;
+        taken
     }
 
     /// Hands received frames (any address inside each frame) back; they go on the fill
@@ -759,6 +784,11 @@ impl XskSocket {
             }
         }
         back
+    }
+
+    /// Stores `e` to be reported by the next call (after a partial success).
+    pub fn set_pending(&mut self, e: Error) {
+        self.pending = Some(e);
     }
 
     /// Frames currently held in the user's rx batches.
@@ -962,8 +992,10 @@ impl XskSocket {
         self.counters.tx_bytes += bytes;
         if n > 0 {
             // The packets are queued whatever the kick says: report its failure on the
-            // next call, so the caller's count of what was queued stays right.
-            if let Err(e) = self.kick_tx() {
+            // next call, so the caller's count of what was queued stays right. Drain:
+            // in copy mode one sendto sends 32 frames, and the rest must not wait for
+            // a later call.
+            if let Err(e) = self.drain_tx() {
                 self.pending = Some(e);
             }
         }
@@ -1046,7 +1078,15 @@ impl XskSocket {
         let mut sent = 0;
         let mut idle = 0u32;
         loop {
-            let n = self.queue_checked(&packets[sent..])?;
+            let n = match self.queue_checked(&packets[sent..]) {
+                Ok(n) => n,
+                // Some are queued already: report them, and the error on the next call.
+                Err(e) if sent > 0 => {
+                    self.pending = Some(e);
+                    return Ok(sent);
+                }
+                Err(e) => return Err(e),
+            };
             sent += n;
             if sent == packets.len() {
                 return Ok(sent);

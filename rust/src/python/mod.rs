@@ -95,6 +95,26 @@ fn dup_fd(name: &str, fd: i64) -> PyResult<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
 }
 
+/// One time slice of a blocking send: queues what it can of `slices[*sent..]`. Once
+/// some packets are queued, an error is kept for the next call instead of losing the
+/// count. Returns Some when all are queued.
+fn send_slice(
+    s: &mut XskSocket,
+    slices: &[&[u8]],
+    sent: &mut usize,
+    slice: Duration,
+) -> Result<Option<()>, Error> {
+    match s.send(&slices[*sent..], Some(slice)) {
+        Ok(n) => *sent += n,
+        Err(e) if *sent > 0 => {
+            s.set_pending(e);
+            return Ok(Some(()));
+        }
+        Err(e) => return Err(e),
+    }
+    Ok((*sent == slices.len()).then_some(()))
+}
+
 fn bench_duration(seconds: f64) -> PyResult<Duration> {
     if !(seconds.is_finite() && seconds > 0.0 && seconds < 86_400.0) {
         return Err(config_err(format!(
@@ -453,7 +473,9 @@ impl PySocket {
             // less CPU) per packet, at the cost of up to `linger` of latency.
             py.detach(|| std::thread::sleep(linger));
             let more = max - descs.len() as u32;
-            self.with_socket(py, |s| s.recv(more, &mut descs))?;
+            // What recv already took is in `descs` and goes into the batch whatever
+            // happens; a failure here shows again on the next call.
+            let _ = self.with_socket(py, |s| s.recv(more, &mut descs));
         }
         Ok(RxBatch {
             core: Arc::clone(&self.core),
@@ -516,13 +538,9 @@ impl PySocket {
         }
         let slices: Vec<&[u8]> = held.iter().map(Held::bytes).collect();
         let mut sent = 0usize;
-        let total = slices.len();
         // XskSocket::send checks every packet before queueing any.
         sliced_wait(py, timeout, |slice| {
-            self.locked(|s| {
-                sent += s.send(&slices[sent..], Some(slice))?;
-                Ok((sent == total).then_some(()))
-            })
+            self.locked(|s| send_slice(s, &slices, &mut sent, slice))
         })?;
         Ok(sent)
     }
@@ -661,12 +679,8 @@ impl PySocket {
             Ok(())
         })?;
         let mut sent = 0usize;
-        let total = slices.len();
         sliced_wait(py, timeout, |slice| {
-            self.locked(|s| {
-                sent += s.send(&slices[sent..], Some(slice))?;
-                Ok((sent == total).then_some(()))
-            })
+            self.locked(|s| send_slice(s, &slices, &mut sent, slice))
         })?;
         Ok(sent)
     }
@@ -948,11 +962,12 @@ impl RxBatch {
         data: &Bound<'_, PyAny>,
         lengths: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
-        let st = self.check_live()?;
+        // Get the buffers before locking the batch: `data` may be one of its frames.
         let out = PyBuffer::<u8>::get(data)?;
         let lens = PyBuffer::<u32>::get(lengths).map_err(|_| {
             PyTypeError::new_err("lengths must be a buffer of uint32 (array('I') or numpy uint32)")
         })?;
+        let st = self.check_live()?;
         if out.readonly() || lens.readonly() || !out.is_c_contiguous() || !lens.is_c_contiguous() {
             return Err(PyTypeError::new_err(
                 "data and lengths must be writable, contiguous buffers",
