@@ -173,3 +173,32 @@ def test_await_recv_send_and_async_for(bed: VethTestbed, loop_kind: str) -> None
                 assert sock.sock.statistics()["tx_completed"] == 3000
 
     run(loop_kind, main)
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_failing_consumer_stops_reading_instead_of_spinning(
+    bed: VethTestbed, loop_kind: str
+) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[BaseException] = []
+        loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx["exception"]))
+        async with AsyncXskSocket.open(bed.inner, 0) as sock:
+            calls = [0]
+
+            def consume(frame: afxdp_rs.Frame) -> bool:
+                calls[0] += 1
+                raise RuntimeError("consumer bug")
+
+            sock.start_reading(consume)
+            with bed.packet_socket(bed.peer) as peer:
+                peer.send(bed.frame(1, 64))
+            await asyncio.sleep(0.3)
+            assert calls[0] == 1, "called once, not again and again"
+            assert [str(e) for e in reported] == ["consumer bug"]
+            # The packet it failed on is still there for the next reader.
+            batch = await asyncio.wait_for(sock.recv(), 2.0)
+            assert [seq_of(d) for d in batch.to_list()] == [1]
+            batch.release()
+
+    run(loop_kind, main)

@@ -121,6 +121,16 @@ class AsyncXskSocket:
 
     def _pump(self) -> None:
         self._pump_scheduled = False
+        try:
+            self._deliver_batches()
+        except Exception as e:
+            # A failing consumer (or socket) stops deliveries: the packet it failed on
+            # stays in the ring, and nothing spins on it.
+            self._consumer = None
+            self._fail(e, "delivering packets to the consumer")
+        self._update_reading()
+
+    def _deliver_batches(self) -> None:
         for _ in range(_PUMP_BATCHES):
             consumer = self._consumer
             if consumer is None or self._paused or self.sock.closed:
@@ -133,13 +143,26 @@ class AsyncXskSocket:
                 break  # ring empty: wait for the kernel
         else:
             self._schedule_pump()  # more may be waiting: go on after other tasks
-        self._update_reading()
 
     def _on_readable(self) -> None:
         _wake(self._readers)
         if self._consumer is not None and not self._paused:
             self._pump()
         self._update_reading()
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        """Reports a failure in a loop callback: to the waiters, else to the loop."""
+        waiters = self._readers + self._writers
+        self._readers, self._writers = [], []
+        woke = False
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+                woke = True
+        if not woke:
+            self._loop.call_exception_handler(
+                {"message": f"AsyncXskSocket: {what} failed", "exception": exc}
+            )
 
     def _update_reading(self) -> None:
         want = bool(self._readers) or (self._consumer is not None and not self._paused)
@@ -177,14 +200,24 @@ class AsyncXskSocket:
             await self._wait(self._writers, writing=True)
 
     def _on_writable(self) -> None:
-        self.sock.flush(timeout=0)  # drive the kernel and take back completed frames
+        try:
+            self.sock.flush(timeout=0)  # drive the kernel and take back completed frames
+        except Exception as e:
+            self._fail(e, "sending")
+            if self._writing:
+                self._loop.remove_writer(self._fd)
+                self._writing = False
+            return
         _wake(self._writers)
         self._update_writing()
 
     def _update_writing(self) -> None:
         want = bool(self._writers)
         if not want and not self.sock.closed:
-            want = self.sock.tx_outstanding > 0 and self.sock.tx_needs_wakeup
+            try:
+                want = self.sock.tx_outstanding > 0 and self.sock.tx_needs_wakeup
+            except Exception:
+                want = False
         want = want and not self.sock.closed
         if want and not self._writing:
             self._loop.add_writer(self._fd, self._on_writable)
