@@ -80,7 +80,7 @@ impl Generator {
         let mut sock = XskSocket::open(PEER, 0, config(XdpMode::Auto, false, true)).unwrap();
         let thread = thread::spawn(move || {
             let p = packet();
-            afxdp_rs::bench::txonly(&mut sock, &p, 64, Duration::from_secs(3600), &flag).unwrap();
+            afxdp_rs::bench::txonly(&mut sock, &p, 64, Duration::from_secs(3600), &*flag).unwrap();
         });
         Generator {
             stop,

@@ -133,6 +133,44 @@ fn loop_stats(py: Python<'_>, st: crate::bench::LoopStats) -> PyResult<Bound<'_,
     Ok(d)
 }
 
+/// Runs one of the Rust packet loops on the socket with the GIL released. The loop
+/// ends early on Ctrl-C (Python signals are looked at every [`SIGNAL_SLICE`]; the
+/// signal's exception is raised once the loop has cleaned up) or when another thread
+/// closes the socket.
+fn run_loop<R: Send>(
+    py: Python<'_>,
+    core: &Core,
+    f: impl FnOnce(&mut XskSocket, &mut dyn FnMut() -> bool) -> Result<R, Error> + Send,
+) -> PyResult<R> {
+    let mut signal: Option<PyErr> = None;
+    let r = py.detach(|| {
+        let mut next = Instant::now() + SIGNAL_SLICE;
+        let mut stop = || {
+            if core.closing.load(Ordering::Relaxed)
+                || core.interrupt.load(Ordering::Relaxed)
+                || signal.is_some()
+            {
+                return true;
+            }
+            let now = Instant::now();
+            if now < next {
+                return false;
+            }
+            next = now + SIGNAL_SLICE;
+            signal = Python::attach(|py| py.check_signals().err());
+            signal.is_some()
+        };
+        core.locked(|s| {
+            core.interrupt.store(false, Ordering::Relaxed);
+            f(s, &mut stop)
+        })
+    });
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    r.map_err(to_py)
+}
+
 /// A non-negative integer argument that fits in u32, or an error naming it.
 fn u32_arg(name: &str, value: i64) -> PyResult<u32> {
     u32::try_from(value).map_err(|_| {
@@ -211,6 +249,10 @@ struct Core {
     /// call to put them on the fill ring.
     returns: Mutex<Vec<u64>>,
     closed: AtomicBool,
+    /// Set when close() begins: a long Rust loop holding the socket ends early.
+    closing: AtomicBool,
+    /// Set by stop_loop(): the running Rust loop ends early.
+    interrupt: AtomicBool,
 }
 
 impl Core {
@@ -283,6 +325,7 @@ impl PySocket {
     }
 
     fn shutdown(&self) -> Option<XskSocket> {
+        self.core.closing.store(true, Ordering::Release);
         let sock = lock(&self.core.inner).take();
         self.core.closed.store(true, Ordering::Release);
         lock(&self.core.returns).clear();
@@ -419,6 +462,8 @@ impl PySocket {
             core: Arc::new(Core {
                 returns: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
+                closing: AtomicBool::new(false),
+                interrupt: AtomicBool::new(false),
                 inner: Mutex::new(Some(sock)),
             }),
         })
@@ -698,8 +743,8 @@ impl PySocket {
     ) -> PyResult<Bound<'py, PyDict>> {
         let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
         let l = timeout_arg(Some(linger))?.unwrap_or_default();
-        let st = self.with_socket(py, |s| {
-            crate::bench::rxdrop(s, b, d, poll, l, &AtomicBool::new(false))
+        let st = run_loop(py, &self.core, |s, stop| {
+            crate::bench::rxdrop(s, b, d, poll, l, stop)
         })?;
         loop_stats(py, st)
     }
@@ -714,8 +759,8 @@ impl PySocket {
         batch: i64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
-        let st = self.with_socket(py, |s| {
-            crate::bench::txonly(s, &packet, b, d, &AtomicBool::new(false))
+        let st = run_loop(py, &self.core, |s, stop| {
+            crate::bench::txonly(s, &packet, b, d, stop)
         })?;
         loop_stats(py, st)
     }
@@ -733,10 +778,77 @@ impl PySocket {
     ) -> PyResult<Bound<'py, PyDict>> {
         let (d, b) = (bench_duration(duration)?, u32_arg("batch", batch)?);
         let l = timeout_arg(Some(linger))?.unwrap_or_default();
-        let st = self.with_socket(py, |s| {
-            crate::bench::l2fwd(s, b, d, poll, l, &AtomicBool::new(false))
+        let st = run_loop(py, &self.core, |s, stop| {
+            crate::bench::l2fwd(s, b, d, poll, l, stop)
         })?;
         loop_stats(py, st)
+    }
+
+    /// Sends `count` numbered packets and checks every packet that comes back to this
+    /// socket (through a forwarder on the other side of the link, or a loop): each
+    /// byte, and that sequence numbers only go up. `template`'s first 42 bytes
+    /// (Ethernet, IPv4, UDP headers) start every packet; an 8-byte sequence number and
+    /// a pattern follow, up to `len(template)`. `window`: at most this many packets in
+    /// flight (0: send as fast as possible). `swapped`: expect the MAC addresses
+    /// exchanged (an L2 forwarder's answer). Ends `quiet` seconds after the last
+    /// arrival once all are sent, or when everything is back. Runs in Rust with the
+    /// GIL released; Ctrl-C stops it. Returns a dict: sent, received, missing,
+    /// out_of_order, corrupted, max_in_flight, seconds.
+    #[pyo3(signature = (template, count, batch = 64, window = 0, swapped = true, quiet = 1.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn sequence_check<'py>(
+        &self,
+        py: Python<'py>,
+        template: Vec<u8>,
+        count: i64,
+        batch: i64,
+        window: i64,
+        swapped: bool,
+        quiet: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let count = u64::try_from(count)
+            .map_err(|_| config_err(format!("count={count} is not valid: use 0 or more")))?;
+        let window = u64::try_from(window).map_err(|_| {
+            config_err(format!(
+                "window={window} is not valid: use 0 (no limit) or a positive number"
+            ))
+        })?;
+        let batch = match u32_arg("batch", batch)? {
+            b @ 1..=4096 => b,
+            b => {
+                return Err(config_err(format!(
+                    "batch={b} is not valid: use 1 to 4096 packets per batch"
+                )))
+            }
+        };
+        let quiet = timeout_arg(Some(quiet))?.unwrap_or_default();
+        let run = crate::bench::SequenceRun {
+            template,
+            count,
+            batch,
+            window,
+            swapped,
+            quiet,
+        };
+        let st = run_loop(py, &self.core, |s, stop| {
+            crate::bench::sequence_check(s, &run, stop)
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("sent", st.sent)?;
+        d.set_item("received", st.received)?;
+        d.set_item("missing", st.missing)?;
+        d.set_item("out_of_order", st.out_of_order)?;
+        d.set_item("corrupted", st.corrupted)?;
+        d.set_item("max_in_flight", st.max_in_flight)?;
+        d.set_item("seconds", st.seconds)?;
+        Ok(d)
+    }
+
+    /// Ends the Rust loop (`rust_*`, `sequence_check`) another thread is running on
+    /// this socket, as soon as it finishes its current batch; that call returns what
+    /// it did so far. The socket stays open.
+    fn stop_loop(&self) {
+        self.core.interrupt.store(true, Ordering::Relaxed);
     }
 
     /// Whether the kernel asked for a system call to go on sending (with frames
