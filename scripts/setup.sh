@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev iproute2 python3-venv tcpdump patchelf valgrind util-linux)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev iproute2 python3-venv tcpdump patchelf valgrind util-linux bpftool)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,7 @@
 """Hardening: open/close cycles leak nothing, sockets shared between threads, faults
-(the interface goes down) reported instead of hanging.
+(the interface goes down, the XDP program is detached by another tool, the process is
+killed mid-traffic) reported or cleaned up instead of hanging, long Rust loops
+interruptible.
 
 The long variant (10,000 open/close cycles on one queue, which takes minutes because
 the kernel tears each socket down after an RCU grace period) runs with AFXDP_SOAK=1,
@@ -7,7 +9,13 @@ as CI does; otherwise 150 cycles."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -128,3 +136,135 @@ def test_interface_down_is_reported(bed: VethTestbed) -> None:
         assert bed.xdp_state("down0") == ("none", 0), "closing still cleans up"
     finally:
         bed.delete_link("down0")
+
+
+def bpftool() -> str:
+    path = shutil.which("bpftool")
+    if path is None:
+        if os.environ.get("AFXDP_REQUIRE_ROOT") == "1":
+            pytest.fail("bpftool is not installed (apt-get install bpftool)")
+        pytest.skip("needs bpftool to detach the program as another tool would")
+    return path
+
+
+def test_program_detached_by_someone_else_is_reported(bed: VethTestbed) -> None:
+    """Another tool detaches the socket's XDP program (bpftool link detach): a waiting
+    recv reports ProgramDetachedError instead of waiting forever for packets that can no
+    longer come; closing still works, and a new socket attaches the program again."""
+    tool = bpftool()
+    with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
+        _, prog_id = bed.xdp_state(bed.inner)
+        links = json.loads(subprocess.check_output([tool, "-j", "link", "show"]))
+        (link,) = [x for x in links if x.get("type") == "xdp" and x.get("prog_id") == prog_id]
+        subprocess.check_call([tool, "link", "detach", "id", str(link["id"])])
+        assert bed.xdp_state(bed.inner) == ("none", 0)
+        started = time.monotonic()
+        with pytest.raises(afxdp_rs.ProgramDetachedError, match=f"{bed.inner}.*detached"):
+            sock.recv(8, timeout=5.0)
+        assert time.monotonic() - started < 2.0, "reported within a poll slice or two"
+        with pytest.raises(afxdp_rs.ProgramDetachedError):
+            sock.wait_readable(timeout=5.0)
+    with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
+        assert bed.xdp_state(bed.inner)[1] not in (0, prog_id), "a fresh program"
+        with bed.packet_socket(bed.peer) as peer:
+            peer.send(bed.frame(7, 64))
+            with sock.recv(4, timeout=2.0) as batch:
+                assert [bytes(f) for f in batch] == [bed.frame(7, 64)]
+    assert bed.xdp_state(bed.inner) == ("none", 0)
+
+
+CHILD_L2FWD = """
+import sys
+import afxdp_rs
+sock = afxdp_rs.XskSocket(sys.argv[1], 0)
+print("ready", flush=True)
+sock.rust_l2fwd(3600.0)
+"""
+
+
+def test_sigkill_during_traffic_leaves_nothing(bed: VethTestbed) -> None:
+    """A process forwarding traffic is killed with SIGKILL mid-stream: its program
+    leaves the interface, the queue is free for a new socket at once (no stale socket
+    holds it), and the new socket gets the traffic."""
+    # The child is forked from this thread, so it starts in the test bed's namespace.
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_L2FWD, bed.inner], stdout=subprocess.PIPE, text=True
+    )
+    stop = threading.Event()
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        with bed.packet_socket(bed.peer) as peer:
+
+            def flood() -> None:
+                with bed.packet_socket(bed.peer) as out:
+                    i = 0
+                    while not stop.is_set():
+                        out.send(bed.frame(i, 64))
+                        i += 1
+                        if i % 64 == 0:
+                            time.sleep(0.001)
+
+            flooder = threading.Thread(target=flood)
+            flooder.start()
+            peer.settimeout(2.0)
+            forwarded = 0
+            while forwarded < 200:  # traffic really flows through the child
+                _, addr = peer.recvfrom(2048)
+                forwarded += addr[2] != socket.PACKET_OUTGOING
+            os.kill(child.pid, signal.SIGKILL)
+            assert child.wait(5.0) == -signal.SIGKILL
+            deadline = time.monotonic() + 2.0
+            while bed.xdp_state(bed.inner) != ("none", 0) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert bed.xdp_state(bed.inner) == ("none", 0), "the program left with the process"
+            # Traffic still arrives; a new socket takes the queue and receives it.
+            with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+                with sock.recv(64, timeout=2.0) as batch:
+                    assert len(batch) > 0
+            stop.set()
+            flooder.join(5.0)
+    finally:
+        stop.set()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert bed.xdp_state(bed.inner) == ("none", 0)
+
+
+def test_rust_loops_end_on_stop_close_and_ctrl_c(bed: VethTestbed) -> None:
+    """A long Rust loop (GIL released, socket held) ends early on stop_loop() from
+    another thread, on close() from another thread, and on Ctrl-C (SIGINT) in the
+    main thread (the signal's handler raises once the loop has cleaned up)."""
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        threading.Timer(0.2, sock.stop_loop).start()
+        started = time.monotonic()
+        result = sock.rust_rxdrop(3600.0)
+        assert time.monotonic() - started < 2.0
+        assert result["seconds"] < 2.0
+        assert not sock.closed, "stop_loop leaves the socket open"
+
+    class Interrupted(Exception):
+        pass
+
+    def on_sigint(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            started = time.monotonic()
+            with pytest.raises(Interrupted):
+                sock.rust_l2fwd(3600.0)
+            assert time.monotonic() - started < 2.0
+            assert sock.statistics()["tx_outstanding"] == 0, "the loop cleaned up"
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+    sock = afxdp_rs.XskSocket(bed.inner, 0)
+    threading.Timer(0.2, sock.close).start()
+    started = time.monotonic()
+    sock.rust_rxdrop(3600.0)
+    assert time.monotonic() - started < 2.0
+    assert sock.closed
+    assert bed.xdp_state(bed.inner) == ("none", 0)

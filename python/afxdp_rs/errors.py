@@ -20,6 +20,7 @@ __all__ = [
     "PacketSizeError",
     "PrivilegeError",
     "ProgramAttachedError",
+    "ProgramDetachedError",
     "QueueError",
     "SocketClosedError",
     "XdpOSError",
@@ -65,6 +66,12 @@ class MemlockError(AfXdpError, OSError):
 
 class ProgramAttachedError(AfXdpError, RuntimeError):
     """Another XDP program is attached to the interface; afxdp_rs never replaces it."""
+
+
+class ProgramDetachedError(AfXdpError, RuntimeError):
+    """The XDP program that steered packets to the socket was detached by someone else
+    while the socket was open: no packet reaches it any more. Close it and open a new
+    one."""
 
 
 class AttachError(AfXdpError, OSError):

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     ProgramAttached,
     /// The XDP program could not be loaded or attached in the requested mode.
     Attach,
+    /// The XDP program steering packets to a socket was detached by someone else.
+    ProgramDetached,
     /// The interface or queue is busy (another socket is bound to it).
     Busy,
     /// Any other failure of a system call.

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
 
 use libbpf_rs::libbpf_sys;
@@ -188,7 +188,12 @@ pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Arc<XdpProgra
     let netns = sys::netns_id();
     let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
     reg.retain(|_, w| w.strong_count() > 0);
-    if let Some(prog) = reg.get(&(netns, ifindex)).and_then(Weak::upgrade) {
+    let alive = reg
+        .get(&(netns, ifindex))
+        .and_then(Weak::upgrade)
+        // Detached by someone else: useless to new sockets; attach a fresh one.
+        .filter(|p| p.check_attached().is_ok());
+    if let Some(prog) = alive {
         if !mode.accepts(prog.mode) {
             return Err(Error::new(
                 ErrorKind::Attach,
@@ -386,6 +391,45 @@ impl XdpProgram {
     pub fn link_fd(&self) -> i32 {
         self.link.as_raw_fd()
     }
+
+    /// Fails when the program's link was detached by someone else (`bpftool link
+    /// detach`, BPF_LINK_DETACH): the program no longer runs on the interface and no
+    /// packet reaches the sockets it served.
+    pub fn check_attached(&self) -> Result<()> {
+        check_link(self.link.as_fd(), &self.ifname)
+    }
+}
+
+/// Whether `fd` is a BPF link (rather than a map, a program or anything else).
+pub fn is_bpf_link(fd: BorrowedFd<'_>) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-link")
+}
+
+/// Fails when `link` (an XDP BPF link) was detached from its interface: the kernel
+/// then reports it with interface index 0.
+pub fn check_link(link: BorrowedFd<'_>, ifname: &str) -> Result<()> {
+    // SAFETY: bpf_link_info is plain old data; zero is a valid value for it.
+    let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_link_info>() as u32;
+    // SAFETY: link is an open descriptor, info is writable and len says its size; the
+    // kernel writes at most len bytes.
+    let rc = unsafe { libbpf_sys::bpf_link_get_info_by_fd(link.as_raw_fd(), &mut info, &mut len) };
+    if rc < 0 || info.type_ != libbpf_sys::BPF_LINK_TYPE_XDP {
+        return Ok(()); // not an XDP link: nothing to watch
+    }
+    // SAFETY: the kernel filled the xdp member of the union for an XDP link.
+    let ifindex = unsafe { info.__bindgen_anon_1.xdp.ifindex };
+    if ifindex != 0 {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::ProgramDetached,
+        format!(
+            "the XDP program (id {}) that steered {ifname}'s packets to this socket was              detached by someone else (bpftool link detach, or another tool): no packet              reaches the socket any more. Close it and open a new one (which attaches the              program again), and find out what removed it",
+            info.prog_id
+        ),
+    ))
 }
 
 /// Puts socket `sock_fd` at key `queue` of the XSKMAP `map_fd`.

@@ -16,6 +16,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
+#[cfg(feature = "loader")]
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -190,6 +192,8 @@ pub struct XskSocket {
     tx: Option<ProducerRing<XdpDesc>>,
     /// Shared with waiters that poll without holding the socket (see `fd_handle`).
     fd: Arc<OwnedFd>,
+    /// What such a waiter checks when poll reports nothing (see `watch`).
+    watch: Arc<Watch>,
     /// This socket's frames of the UMEM. Shared with whatever still reads them (rx
     /// batches in Python): the range is free for another socket only when all are gone.
     claim: Arc<FrameClaim>,
@@ -460,6 +464,22 @@ impl XskSocket {
         } else {
             0
         };
+        let fd = Arc::new(fd);
+        let watch = Arc::new(Watch {
+            fd: Arc::clone(&fd),
+            probe_rx: rx.is_some(),
+            ifname: ifname.to_string(),
+            queue,
+            #[cfg(feature = "loader")]
+            program: program.as_ref().map(Arc::downgrade),
+            #[cfg(feature = "loader")]
+            links: config
+                .hold
+                .iter()
+                .filter(|h| program::is_bpf_link(h.as_fd()))
+                .map(Arc::downgrade)
+                .collect(),
+        });
         let mut sock = XskSocket {
             #[cfg(feature = "loader")]
             program,
@@ -467,7 +487,8 @@ impl XskSocket {
             comp,
             rx,
             tx,
-            fd: Arc::new(fd),
+            fd,
+            watch,
             claim,
             umem,
             pool,
@@ -507,6 +528,12 @@ impl XskSocket {
     /// meanwhile: for waiting (poll) without holding the socket.
     pub fn fd_handle(&self) -> Arc<OwnedFd> {
         Arc::clone(&self.fd)
+    }
+
+    /// What a thread needs to wait for this socket without holding it, and to tell
+    /// when it stopped working.
+    pub fn watch(&self) -> Arc<Watch> {
+        Arc::clone(&self.watch)
     }
 
     /// This socket's claim on its UMEM frames: hold it while reading frames the socket
@@ -825,14 +852,7 @@ impl XskSocket {
     /// Waits up to `timeout` for `events` (POLLIN/POLLOUT) on the socket; returns
     /// whether they came. Reports an interface that went away or down.
     pub fn poll(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
-        wait_fd(
-            self.fd(),
-            events,
-            timeout,
-            self.rx.is_some(),
-            &self.ifname,
-            self.queue,
-        )
+        self.watch.wait(events, timeout)
     }
 
     /// Moves completed tx frames back to the pool; returns how many.
@@ -1244,6 +1264,58 @@ impl FrameClaim {
 impl Drop for FrameClaim {
     fn drop(&mut self) {
         self.umem.unclaim(self.frames);
+    }
+}
+
+/// Waits on a socket without holding it, and tells when it stopped working: its
+/// interface went away or down, or the XDP program that fed it was detached.
+#[derive(Debug)]
+pub struct Watch {
+    fd: Arc<OwnedFd>,
+    probe_rx: bool,
+    ifname: String,
+    queue: u32,
+    /// The program this socket is registered with (weak: a waiter never keeps a
+    /// closed socket's program attached).
+    #[cfg(feature = "loader")]
+    program: Option<Weak<XdpProgram>>,
+    /// BPF links held for the socket (a program a privileged helper attached).
+    #[cfg(feature = "loader")]
+    links: Vec<Weak<OwnedFd>>,
+}
+
+impl Watch {
+    /// Waits up to `timeout` for `events`; returns whether they came. When they did
+    /// not, checks that the socket still works (see [`wait_fd`]) and that its XDP
+    /// program is still attached.
+    pub fn wait(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
+        let ready = wait_fd(
+            self.fd.as_fd(),
+            events,
+            timeout,
+            self.probe_rx,
+            &self.ifname,
+            self.queue,
+        )?;
+        if !ready {
+            self.check_program()?;
+        }
+        Ok(ready)
+    }
+
+    /// Fails with [`ErrorKind::ProgramDetached`] when the XDP program that steers
+    /// packets to this socket was detached by someone else.
+    pub fn check_program(&self) -> Result<()> {
+        #[cfg(feature = "loader")]
+        {
+            if let Some(prog) = self.program.as_ref().and_then(Weak::upgrade) {
+                prog.check_attached()?;
+            }
+            for link in self.links.iter().filter_map(Weak::upgrade) {
+                program::check_link(link.as_fd(), &self.ifname)?;
+            }
+        }
+        Ok(())
     }
 }
 

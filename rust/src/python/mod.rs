@@ -9,7 +9,6 @@
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -36,6 +35,7 @@ mod errors {
     pyo3::import_exception!(afxdp_rs.errors, MemlockError);
     pyo3::import_exception!(afxdp_rs.errors, ProgramAttachedError);
     pyo3::import_exception!(afxdp_rs.errors, AttachError);
+    pyo3::import_exception!(afxdp_rs.errors, ProgramDetachedError);
     pyo3::import_exception!(afxdp_rs.errors, BusyError);
     pyo3::import_exception!(afxdp_rs.errors, XdpOSError);
     pyo3::import_exception!(afxdp_rs.errors, BatchReleasedError);
@@ -66,6 +66,7 @@ fn to_py_kind(e: &Error) -> PyErr {
         ErrorKind::Memlock => errors::MemlockError::new_err(msg),
         ErrorKind::ProgramAttached => errors::ProgramAttachedError::new_err(msg),
         ErrorKind::Attach => errors::AttachError::new_err(msg),
+        ErrorKind::ProgramDetached => errors::ProgramDetachedError::new_err(msg),
         ErrorKind::Busy => errors::BusyError::new_err(msg),
         ErrorKind::Os => errors::XdpOSError::new_err(msg),
     }
@@ -306,7 +307,6 @@ pub struct PySocket {
     #[pyo3(get)]
     frames: (u32, u32),
     fd: i32,
-    has_rx: bool,
 }
 
 impl PySocket {
@@ -458,7 +458,6 @@ impl PySocket {
             frames: sock.frames(),
             max_packet: sock.max_packet(),
             fd: sock.fd().as_raw_fd(),
-            has_rx: sock.config().rx_size > 0,
             core: Arc::new(Core {
                 returns: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
@@ -493,22 +492,21 @@ impl PySocket {
         }
         let timeout = timeout_arg(timeout)?;
         // A batch never holds more than the rx ring can: clamp before allocating.
-        let (max, fd, claim) = self.with_socket(py, |s| {
+        let (max, watch, claim) = self.with_socket(py, |s| {
             Ok((
                 max.min(s.config().rx_size.max(1)),
-                s.fd_handle(),
+                s.watch(),
                 s.frame_claim(),
             ))
         })?;
         let mut descs = Vec::with_capacity(max as usize);
-        let (ifname, queue, has_rx) = (&self.ifname, self.queue, self.has_rx);
         // Take what is there with the socket locked; wait with it unlocked, so other
         // threads can send meanwhile.
         let got = sliced_wait(py, timeout, |slice| {
             if self.locked(|s| s.recv(max, &mut descs))? > 0 {
                 return Ok(Some(()));
             }
-            crate::socket::wait_fd(fd.as_fd(), libc::POLLIN, Some(slice), has_rx, ifname, queue)?;
+            watch.wait(libc::POLLIN, Some(slice))?;
             Ok((self.locked(|s| s.recv(max, &mut descs))? > 0).then_some(()))
         })?;
         if got.is_none() {
@@ -872,21 +870,12 @@ impl PySocket {
     #[pyo3(signature = (timeout = None))]
     fn wait_readable(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout_arg(timeout)?;
-        let fd = self.with_socket(py, |s| {
+        let watch = self.with_socket(py, |s| {
             s.refill();
-            Ok(s.fd_handle())
+            Ok(s.watch())
         })?;
-        let (ifname, queue, has_rx) = (&self.ifname, self.queue, self.has_rx);
         let ready = sliced_wait(py, timeout, |slice| {
-            let ready = crate::socket::wait_fd(
-                fd.as_fd(),
-                libc::POLLIN,
-                Some(slice),
-                has_rx,
-                ifname,
-                queue,
-            )?;
-            Ok(ready.then_some(()))
+            Ok(watch.wait(libc::POLLIN, Some(slice))?.then_some(()))
         })?;
         Ok(ready.is_some())
     }
