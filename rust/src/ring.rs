@@ -48,8 +48,23 @@
 use std::alloc::Layout;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+// Under `--cfg loom` (rust/tests/loom_ring.rs) the shared indices and the entries are
+// loom's instrumented types, so that the model checker sees every access; the layout of
+// kernel rings only matters in normal builds.
+#[cfg(loom)]
+use loom::sync::atomic::AtomicU32;
+#[cfg(not(loom))]
+use std::sync::atomic::AtomicU32;
+
+/// One ring entry as stored: the entry itself, or loom's cell that tracks reads and
+/// writes (a write racing with a read is reported).
+#[cfg(not(loom))]
+type Slot<T> = T;
+#[cfg(loom)]
+type Slot<T> = loom::cell::UnsafeCell<T>;
 
 use crate::sys::XDP_RING_NEED_WAKEUP;
 
@@ -146,10 +161,11 @@ impl<T: Copy> LocalRing<T> {
         assert_ring_size(size);
         // Producer, consumer and flags each on their own cache line, as the kernel lays
         // them out.
-        let header = 3 * 64;
+        let line = std::mem::size_of::<AtomicU32>().next_multiple_of(64);
+        let header = 3 * line;
         let layout = Layout::from_size_align(
-            header + size as usize * std::mem::size_of::<T>(),
-            64.max(std::mem::align_of::<T>()),
+            header + size as usize * std::mem::size_of::<Slot<T>>(),
+            64.max(std::mem::align_of::<Slot<T>>()),
         )
         .expect("ring layout");
         // SAFETY: the layout has a non-zero size.
@@ -159,13 +175,32 @@ impl<T: Copy> LocalRing<T> {
         let parts = unsafe {
             RingParts {
                 producer: NonNull::new_unchecked(raw).cast(),
-                consumer: NonNull::new_unchecked(raw.add(64)).cast(),
-                flags: NonNull::new_unchecked(raw.add(128)).cast(),
+                consumer: NonNull::new_unchecked(raw.add(line)).cast(),
+                flags: NonNull::new_unchecked(raw.add(2 * line)).cast(),
                 entries: NonNull::new_unchecked(raw.add(header)),
                 size,
                 backing: Arc::new(Backing::Heap { ptr, layout }),
             }
         };
+        #[cfg(loom)]
+        // SAFETY: loom's types must be constructed, not zeroed: write each one in place
+        // (the memory is ours, properly aligned, and holds nothing yet). Every entry
+        // type of a ring is plain old data, for which zero is a valid value.
+        unsafe {
+            for (at, value) in [
+                (parts.producer, start),
+                (parts.consumer, start),
+                (parts.flags, 0),
+            ] {
+                at.as_ptr().write(AtomicU32::new(value));
+            }
+            let entries = parts.entries.as_ptr().cast::<Slot<T>>();
+            for i in 0..size as usize {
+                entries
+                    .add(i)
+                    .write(loom::cell::UnsafeCell::new(std::mem::zeroed()));
+            }
+        }
         let ring = LocalRing {
             parts,
             taken: [AtomicBool::new(false), AtomicBool::new(false)],
@@ -261,15 +296,37 @@ impl<T: Copy> Ring<T> {
     }
 
     #[inline(always)]
-    fn slot(&self, index: u32) -> *mut T {
-        // SAFETY: index & mask < size, and the entries array holds size entries of T.
+    fn slot(&self, index: u32) -> *mut Slot<T> {
+        // SAFETY: index & mask < size, and the entries array holds size entries.
         unsafe {
             self.parts
                 .entries
                 .as_ptr()
-                .cast::<T>()
+                .cast::<Slot<T>>()
                 .add((index & self.mask) as usize)
         }
+    }
+
+    /// # Safety
+    /// The caller owns slot `index` (reserved, not yet published).
+    #[inline(always)]
+    unsafe fn write_slot(&self, index: u32, value: T) {
+        // SAFETY: the slot is inside the ring (see slot) and the caller owns it.
+        #[cfg(not(loom))]
+        self.slot(index).write(value);
+        #[cfg(loom)]
+        (*self.slot(index)).with_mut(|p| p.write(value));
+    }
+
+    /// # Safety
+    /// Slot `index` was published to the caller and not handed back yet.
+    #[inline(always)]
+    unsafe fn read_slot(&self, index: u32) -> T {
+        // SAFETY: the slot is inside the ring (see slot) and published to the caller.
+        #[cfg(not(loom))]
+        return self.slot(index).read();
+        #[cfg(loom)]
+        return (*self.slot(index)).with(|p| p.read());
     }
 }
 
@@ -383,7 +440,7 @@ impl<T: Copy> Reservation<'_, T> {
         );
         // SAFETY: slot start+i was reserved: the consumer has handed it back (checked
         // against the acquired consumer index) and only we write it until submit.
-        unsafe { self.ring.ring.slot(self.start.wrapping_add(i)).write(value) };
+        unsafe { self.ring.ring.write_slot(self.start.wrapping_add(i), value) };
     }
 
     /// Publishes the first `n` reserved slots to the consumer and cancels the rest.
@@ -511,7 +568,7 @@ impl<T: Copy> Peeked<'_, T> {
         assert!(i < self.len, "entry {i} outside a peek of {}", self.len);
         // SAFETY: entry start+i was published by the producer (seen through the acquire
         // load of its index) and is not handed back until we release it.
-        unsafe { self.ring.ring.slot(self.start.wrapping_add(i)).read() }
+        unsafe { self.ring.ring.read_slot(self.start.wrapping_add(i)) }
     }
 
     /// Consumes the first `n` entries (hands their slots back to the producer) and
