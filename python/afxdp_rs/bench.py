@@ -16,7 +16,9 @@ what arrived, and what was lost.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import socket
 import threading
 import time
@@ -92,7 +94,10 @@ def _packet_socket(o: Options, ifname: str) -> socket.socket:
 
 
 class _Generator:
-    """Full-rate traffic from the peer end, in a thread, for a fixed time."""
+    """Full-rate traffic from the peer end, in a thread, for a fixed time.
+
+    Use it in a ``with`` block: leaving the block (also on an error or Ctrl-C) stops
+    the traffic, waits for the thread and closes the socket."""
 
     def __init__(self, o: Options, peer: str, packet: bytes) -> None:
         self.sock = XskSocket(peer, o.queue, rx_size=0, frame_size=o.frame_size)
@@ -100,33 +105,75 @@ class _Generator:
         self.duration = o.duration
         self.batch = o.batch
         self.stats: dict[str, float] = {}
+        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="afxdp-bench-generator")
 
     def _run(self) -> None:
-        self.stats = self.sock.rust_txonly(self.packet, self.duration, self.batch)
+        try:
+            self.stats = self.sock.rust_txonly(self.packet, self.duration, self.batch)
+        except BaseException as e:  # raised by join()
+            self.error = e
 
     def start(self) -> None:
         self.thread.start()
 
     def join(self) -> dict[str, float]:
+        """Waits for the run to end; returns its numbers, or raises what stopped it."""
         self.thread.join()
         self.sock.close()
+        if self.error is not None:
+            raise RuntimeError(f"the traffic generator failed: {self.error}") from self.error
         return self.stats
+
+    def __enter__(self) -> _Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.stop_loop()
+        if self.thread.ident is not None:
+            self.thread.join()
+        self.sock.close()
+
+
+def _in_thread(loop: Callable[[], dict[str, float]]) -> Callable[[], dict[str, float]]:
+    """Starts `loop` in a thread; the returned function waits for it and returns its
+    result or raises its error (an error in the thread is never lost)."""
+    out: dict[str, float] = {}
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.update(loop())
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+
+    def wait() -> dict[str, float]:
+        t.join()
+        if errors:
+            raise errors[0]
+        return out
+
+    return wait
 
 
 def _rust_loop(gen: _Generator, loop: Callable[[], dict[str, float]]) -> dict[str, float]:
-    """Runs a Rust receive loop in a thread and starts the generator once it runs."""
-    out: dict[str, float] = {}
-    t = threading.Thread(target=lambda: out.update(loop()))
-    t.start()
+    """Runs a Rust receive loop in a thread and starts the generator once it runs. The
+    caller closes the loop's socket on the way out, which ends the loop early."""
+    wait = _in_thread(loop)
     time.sleep(0.05)
     gen.start()
-    t.join()
-    return out
+    return wait()
 
 
 def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Result:
-    gen = _Generator(o, peer, packet)
+    with _Generator(o, peer, packet) as gen:
+        return _rxdrop_with(o, path, ifname, gen)
+
+
+def _rxdrop_with(o: Options, path: str, ifname: str, gen: _Generator) -> Result:
     total = o.duration + 0.4  # the receiver outlives the generator, then drains
     if path == "af_packet":
         rx = _packet_socket(o, ifname)
@@ -226,7 +273,13 @@ def _swap(buf: bytearray, n: int) -> bytes:
 def _l2fwd(
     o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes
 ) -> Result:
-    gen = _Generator(o, peer, packet)
+    with _Generator(o, peer, packet) as gen:
+        return _l2fwd_with(o, path, ifname, tb, peer, gen)
+
+
+def _l2fwd_with(
+    o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, gen: _Generator
+) -> Result:
     before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
     total = o.duration + 0.4
     if path == "af_packet":
@@ -286,50 +339,49 @@ def _l2fwd(
 def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Result:
     """rxdrop on queues 0..N-1 at once: one socket, one receiver thread and one
     generator (on the peer's tx queue k, which lands on rx queue k) per queue."""
-    socks = [
-        XskSocket(tb.inner, q, mode=o.mode, bind=o.bind, frame_size=o.frame_size, tx_size=0)
-        for q in range(o.queues)
-    ]
-    gens = []
-    for q in range(o.queues):
-        g = _Generator(dataclasses.replace(o, queue=q), tb.peer, packet)
-        gens.append(g)
     total = o.duration + 0.4
-    got = [0] * o.queues
-    cpu = [0.0] * o.queues
 
-    def receive(q: int) -> None:
-        sock = socks[q]
+    def receive(sock: XskSocket) -> dict[str, float]:
         if path == "rust":
-            r = sock.rust_rxdrop(total, o.batch, o.poll, o.linger)
-            got[q], cpu[q] = int(r["packets"]), float(r["cpu_seconds"])
-            return
+            return sock.rust_rxdrop(total, o.batch, o.poll, o.linger)
+        got = 0
         c0, t0 = time.thread_time(), time.perf_counter()
         timeout = 0.05 if o.poll else 0
-        while time.perf_counter() - t0 < total:
+        while time.perf_counter() - t0 < total and not sock.closed:
             batch = sock.recv(o.batch, timeout=timeout, linger=o.linger)
-            got[q] += len(batch)
+            got += len(batch)
             batch.release()
-        cpu[q] = time.thread_time() - c0
+        return {"packets": got, "cpu_seconds": time.thread_time() - c0}
 
-    threads = [threading.Thread(target=receive, args=(q,)) for q in range(o.queues)]
-    try:
-        for t in threads:
-            t.start()
+    # Everything opened is closed on the way out, also on an error or Ctrl-C: closing
+    # a socket ends the loop running on it, and the generators stop their traffic.
+    with contextlib.ExitStack() as stack:
+        socks = []
+        for q in range(o.queues):
+            sock = XskSocket(
+                tb.inner, q, mode=o.mode, bind=o.bind, frame_size=o.frame_size, tx_size=0
+            )
+            stack.callback(sock.close)
+            socks.append(sock)
+        gens = [
+            stack.enter_context(_Generator(dataclasses.replace(o, queue=q), tb.peer, packet))
+            for q in range(o.queues)
+        ]
+        waits = [_in_thread(functools.partial(receive, s)) for s in socks]
         time.sleep(0.05)
         for g in gens:
             g.start()
         stats = [g.join() for g in gens]
-        for t in threads:
-            t.join()
-        kernel = {"rx_dropped": sum(s.statistics()["rx_dropped"] for s in socks)}
-    finally:
-        for s in socks:
-            s.close()
+        outs = [w() for w in waits]
+        kernel = {
+            k: sum(s.statistics()[k] for s in socks) for k in ("rx_dropped", "rx_ring_full")
+        }
     secs = max(st["seconds"] for st in stats)
     offered = sum(int(st["packets"]) for st in stats)
+    got = sum(int(r["packets"]) for r in outs)
+    cpu = sum(float(r["cpu_seconds"]) for r in outs)
     name = f"{path} x{o.queues}"
-    return Result(name, sum(got), secs, offered, sum(got), sum(cpu), kernel)
+    return Result(name, got, secs, offered, got, cpu, kernel)
 
 
 def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Result]:
