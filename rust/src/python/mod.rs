@@ -96,24 +96,47 @@ fn dup_fd(name: &str, fd: i64) -> PyResult<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
 }
 
-/// One time slice of a blocking send: queues what it can of `slices[*sent..]`. Once
-/// some packets are queued, an error is kept for the next call instead of losing the
-/// count. Returns Some when all are queued.
+/// One time slice of a blocking send: queues what it can of `slices[*sent..]`, for up
+/// to `slice`. The socket is locked only while queueing, never while waiting for the
+/// kernel to free frames, so another thread can receive meanwhile. Once some packets
+/// are queued, an error is kept for the next call instead of losing the count. Returns
+/// Some when all are queued.
 fn send_slice(
-    s: &mut XskSocket,
+    core: &Core,
     slices: &[&[u8]],
     sent: &mut usize,
     slice: Duration,
 ) -> Result<Option<()>, Error> {
-    match s.send(&slices[*sent..], Some(slice)) {
-        Ok(n) => *sent += n,
-        Err(e) if *sent > 0 => {
-            s.set_pending(e);
+    let until = Instant::now() + slice;
+    let mut idle = 0u32;
+    loop {
+        let before = *sent;
+        let done = core.locked(|s| {
+            match s.send(&slices[*sent..], Some(Duration::ZERO)) {
+                Ok(n) => *sent += n,
+                Err(e) if *sent > 0 => {
+                    s.set_pending(e);
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(*sent == slices.len())
+        })?;
+        if done {
             return Ok(Some(()));
         }
-        Err(e) => return Err(e),
+        let now = Instant::now();
+        if now >= until {
+            return Ok(None);
+        }
+        idle = if *sent > before { 0 } else { idle + 1 };
+        // The kernel has not freed frames yet: let it, without holding the socket.
+        if idle < 8 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep((until - now).min(Duration::from_micros(50)));
+        }
     }
-    Ok((*sent == slices.len()).then_some(()))
 }
 
 fn bench_duration(seconds: f64) -> PyResult<Duration> {
@@ -583,7 +606,7 @@ impl PySocket {
         let mut sent = 0usize;
         // XskSocket::send checks every packet before queueing any.
         sliced_wait(py, timeout, |slice| {
-            self.locked(|s| send_slice(s, &slices, &mut sent, slice))
+            send_slice(&self.core, &slices, &mut sent, slice)
         })?;
         Ok(sent)
     }
@@ -723,7 +746,7 @@ impl PySocket {
         })?;
         let mut sent = 0usize;
         sliced_wait(py, timeout, |slice| {
-            self.locked(|s| send_slice(s, &slices, &mut sent, slice))
+            send_slice(&self.core, &slices, &mut sent, slice)
         })?;
         Ok(sent)
     }
