@@ -148,3 +148,30 @@ def test_bad_arguments_are_reported() -> None:
     assert r.returncode == 2 and "--count" in r.stderr
     r = afxdp("forward", "onlyone")
     assert r.returncode == 2 and "both interfaces" in r.stderr
+
+
+def test_verify_on_its_own_test_bed() -> None:
+    r = afxdp("verify", "-c", "100000")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"│\s+100,000 │", r.stdout), r.stdout
+    assert "unexplained: 0" in r.stdout
+    r = afxdp("verify", "-c", "50000", "-s", "1514", "-w", "256")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "lost 0;" in r.stdout
+
+
+def test_verify_through_a_forwarder_on_an_interface(
+    bed: VethTestbed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import afxdp_rs
+
+    with afxdp_rs.XskSocket(bed.peer, 0) as fwd:
+        t = threading.Thread(target=fwd.rust_l2fwd, args=(60.0,))
+        t.start()
+        try:
+            main(["verify", bed.inner, "-c", "20000", "-w", "256"])
+        finally:
+            fwd.stop_loop()
+            t.join()
+    out = capsys.readouterr().out
+    assert re.search(r"│\s+20,000 │\s+20,000 │\s+0 │\s+0 │\s+0 │", out), out

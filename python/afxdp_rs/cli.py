@@ -106,25 +106,31 @@ def _bed_or_none(ifname: str | None, **kw: Any) -> Iterator[VethTestbed | None]:
         yield tb
 
 
-def _generate(tb: VethTestbed, ifname: str, count: int, size: int = 64) -> threading.Thread:
-    """Sends `count` test frames from `ifname` (the test bed's peer) in a thread."""
+@contextlib.contextmanager
+def _generate(tb: VethTestbed, ifname: str, count: int, size: int = 64) -> Iterator[None]:
+    """Sends `count` test frames from `ifname` (the test bed's peer) in a thread while
+    the block runs; leaving the block stops it and waits for it (before the test bed
+    goes away)."""
     gen = XskSocket(ifname, 0, rx_size=0)
+    stop = threading.Event()
 
     def run() -> None:
-        try:
-            time.sleep(0.2)  # let the receiver start
-            sent = 0
-            while sent < count:
-                n = min(64, count - sent)
-                sent += gen.send([tb.frame(sent + i, size) for i in range(n)], timeout=5.0)
-                gen.flush(timeout=5.0)
-                time.sleep(0.0005)  # a gentle generator: nothing is dropped
-        finally:
-            gen.close()
+        stop.wait(0.2)  # let the receiver start
+        sent = 0
+        while sent < count and not stop.is_set():
+            n = min(64, count - sent)
+            sent += gen.send([tb.frame(sent + i, size) for i in range(n)], timeout=5.0)
+            gen.flush(timeout=5.0)
+            time.sleep(0.0005)  # a gentle generator: nothing is dropped
 
-    t = threading.Thread(target=run, name="afxdp-generator", daemon=True)
+    t = threading.Thread(target=run, name="afxdp-generator")
     t.start()
-    return t
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        gen.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -214,9 +220,11 @@ def capture(
         count = 1000
     with _bed_or_none(ifname) as tb:
         name = _name(ifname, tb)
-        with XskSocket(name, queue, mode=mode) as sock, PcapWriter(path) as pcap:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(XskSocket(name, queue, mode=mode))
+            pcap = stack.enter_context(PcapWriter(path))
             if tb is not None:
-                _generate(tb, tb.peer, count or 1000)
+                stack.enter_context(_generate(tb, tb.peer, count or 1000))
             done = _until(count, duration)
             with Rates(f"capture {name}:{queue}") as rates:
                 try:
@@ -310,11 +318,11 @@ def forward(
             a_name, b_name = if_a, if_b
         a = XskSocket(a_name, queue, mode=mode)
         b = XskSocket(b_name, queue, mode=mode)
-        with a, b, selectors.DefaultSelector() as sel:
+        with a, b, selectors.DefaultSelector() as sel, contextlib.ExitStack() as stack:
             sel.register(a.fileno(), selectors.EVENT_READ)
             sel.register(b.fileno(), selectors.EVENT_READ)
             if tb is not None:
-                _generate(tb, tb.peer, count or 1000)
+                stack.enter_context(_generate(tb, tb.peer, count or 1000))
             done = _until(count, duration)
             with Rates(f"forward {a_name} <-> {b_name}") as rates:
                 try:
@@ -339,6 +347,107 @@ def forward(
             arrived = tb.link_stats("fwd1")["rx_packets"] - before
             msg += f"; fwd1 received {arrived}"
     click.echo(msg)
+
+
+def _mac_of(ifname: str) -> bytes:
+    try:
+        with open(f"/sys/class/net/{ifname}/address") as f:
+            return bytes.fromhex(f.read().strip().replace(":", ""))
+    except OSError:
+        return bytes.fromhex("020000000099")
+
+
+@cli.command()
+@click.argument("ifname", required=False)
+@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("-c", "--count", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("-s", "--size", type=click.IntRange(50, 1514), default=64, show_default=True)
+@click.option(
+    "-w",
+    "--window",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="at most this many packets in flight (0: as fast as possible)",
+)
+@click.option("--dst", default="ff:ff:ff:ff:ff:ff", help="destination MAC (with IFNAME)")
+@click.option("--no-swap", is_flag=True, help="the far side returns frames unchanged")
+@click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+def verify(
+    ifname: str | None,
+    queue: int,
+    count: int,
+    size: int,
+    window: int,
+    dst: str,
+    no_swap: bool,
+    mode: str,
+) -> None:
+    """Sends COUNT numbered packets out of IFNAME and checks every one that comes back
+    from a forwarder on the far side (which swaps the MAC addresses, as an L2 forwarder
+    does, unless --no-swap): each byte, and that numbers only go up (no reordering, no
+    duplicates). Without IFNAME: on its own veth test bed, through an l2fwd loop on the
+    peer, and every loss is matched against the kernel's drop counters. Exits with 1 on
+    a reordered or changed packet, or a loss nothing counted."""
+    _need_root()
+    with _bed_or_none(ifname) as tb:
+        if tb is not None:
+            name = tb.inner
+            template = tb.frame(0, size, to_inner=False)
+            links0 = {n: tb.link_stats(n) for n in (tb.inner, tb.peer)}
+        else:
+            assert ifname is not None
+            name = ifname
+            head = bytes.fromhex(dst.replace(":", "")) + _mac_of(ifname) + b"\x88\xb5"
+            template = head + bytes(size - len(head))
+        with contextlib.ExitStack() as stack:
+            fwd: XskSocket | None = None
+            fwd_thread: threading.Thread | None = None
+            if tb is not None:
+                fwd = stack.enter_context(XskSocket(tb.peer, queue, mode=mode))
+                fwd_thread = threading.Thread(target=fwd.rust_l2fwd, args=(3600.0,))
+                fwd_thread.start()
+                stack.callback(fwd_thread.join)
+                stack.callback(fwd.stop_loop)
+            sock = stack.enter_context(XskSocket(name, queue, mode=mode))
+            err.print(f"[dim]sending {count:,} numbered packets of {size} bytes out of {name}[/]")
+            r = sock.sequence_check(template, count, window=window, swapped=not no_swap)
+            stats = sock.statistics()
+            # Drops the kernel counted (a socket's drops also show in its interface's
+            # rx_dropped, which is therefore not added).
+            counted = stats["rx_dropped"] + stats["rx_ring_full"]
+            if tb is not None and fwd is not None and fwd_thread is not None:
+                fwd.stop_loop()
+                fwd_thread.join()
+                fstats = fwd.statistics()
+                counted += fstats["rx_dropped"] + fstats["rx_ring_full"]
+                for n in (tb.inner, tb.peer):
+                    counted += tb.link_stats(n)["tx_dropped"] - links0[n]["tx_dropped"]
+    table = Table(title=f"verify {name}:{queue}")
+    for col in ("sent", "received", "missing", "out of order", "corrupted", "Mpps"):
+        table.add_column(col, justify="right")
+    mpps = r["received"] / r["seconds"] / 1e6 if r["seconds"] else 0.0
+    table.add_row(
+        *(f"{int(r[k]):,}" for k in ("sent", "received", "missing", "out_of_order", "corrupted")),
+        f"{mpps:.3f}",
+    )
+    Console().print(table)
+    bad = int(r["out_of_order"] + r["corrupted"])
+    if tb is not None:
+        unexplained = int(r["missing"]) - counted
+        click.echo(
+            f"lost {int(r['missing']):,}; the kernel counted {counted:,} drops "
+            f"(AF_XDP rx_dropped + rx_ring_full on both sockets, veth tx_dropped); "
+            f"unexplained: {unexplained:,}"
+        )
+        bad += abs(unexplained)
+    else:
+        click.echo(
+            f"lost {int(r['missing']):,}; this socket's kernel counters show {counted:,} "
+            "drops (rx_dropped + rx_ring_full); the rest was lost on the way"
+        )
+    if bad:
+        raise SystemExit(1)
 
 
 @cli.command()
