@@ -373,9 +373,7 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
             g.start()
         stats = [g.join() for g in gens]
         outs = [w() for w in waits]
-        kernel = {
-            k: sum(s.statistics()[k] for s in socks) for k in ("rx_dropped", "rx_ring_full")
-        }
+        kernel = {k: sum(s.statistics()[k] for s in socks) for k in ("rx_dropped", "rx_ring_full")}
     secs = max(st["seconds"] for st in stats)
     offered = sum(int(st["packets"]) for st in stats)
     got = sum(int(r["packets"]) for r in outs)
