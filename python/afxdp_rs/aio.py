@@ -10,7 +10,14 @@ QEMU's backend does with its ``read_poll``/``write_poll``:
   until the consumer calls :meth:`AsyncXskSocket.resume_reading`;
 * write polling is on only while a sender waits for room (free frames or tx ring
   slots), or while packets are outstanding and the kernel asked for a wakeup to send
-  them.
+  them. When a writable socket makes no progress (the kernel cannot send yet), write
+  polling pauses and retries after a short, growing delay instead of spinning;
+* while anyone waits, the socket is probed every :data:`PROBE_INTERVAL` seconds: an
+  interface that went away or down, or an XDP program detached by another tool, never
+  makes the descriptor readable, so the probe is what reports it (to the waiters, or
+  to the loop's exception handler).
+
+Closing the socket wakes every waiter with :class:`~afxdp_rs.errors.SocketClosedError`.
 
 Works with the default event loop and with uvloop. Every call that does not wait is a
 single non-blocking call into the Rust core; one call moves a whole batch.
@@ -27,6 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from afxdp_rs._afxdp import Frame, RxBatch, XskSocket
+from afxdp_rs.errors import SocketClosedError
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer, Self
@@ -35,6 +43,11 @@ __all__ = ["AsyncXskSocket"]
 
 #: Batches a consumer is handed per event-loop turn before other tasks get to run.
 _PUMP_BATCHES = 16
+#: Seconds between checks that a socket someone waits on still works.
+PROBE_INTERVAL = 0.25
+#: First and longest pause of write polling while the kernel makes no progress.
+_WRITE_RETRY_MIN = 0.0005
+_WRITE_RETRY_MAX = 0.01
 
 
 class AsyncXskSocket:
@@ -60,6 +73,10 @@ class AsyncXskSocket:
         self._consumer: Callable[[Frame], bool] | None = None
         self._paused = False
         self._pump_scheduled = False
+        self._probe: asyncio.TimerHandle | None = None
+        self._write_retry: asyncio.TimerHandle | None = None
+        self._write_delay = _WRITE_RETRY_MIN
+        self._closed = False
 
     @classmethod
     def open(cls, ifname: str, queue: int = 0, *, batch: int = 64, **options: Any) -> Self:
@@ -73,6 +90,7 @@ class AsyncXskSocket:
         """Waits for packets and returns a batch of up to ``max`` (never empty)."""
         limit = self._batch if max is None else max
         while True:
+            self._check_open()
             batch = self.sock.recv(limit, timeout=0)
             if len(batch):
                 return batch
@@ -94,6 +112,7 @@ class AsyncXskSocket:
         pauses, and resumes with :meth:`resume_reading`. Frames are valid only during
         the call: copy what you keep (``bytes(frame)``).
         """
+        self._check_open()
         self._consumer = consumer
         self._paused = False
         self._schedule_pump()
@@ -172,6 +191,49 @@ class AsyncXskSocket:
         elif not want and self._reading:
             self._loop.remove_reader(self._fd)
         self._reading = want
+        self._update_probe()
+
+    def _check_open(self) -> None:
+        if self._closed or self.sock.closed:
+            raise SocketClosedError(
+                "the socket is closed; open a new AsyncXskSocket to send or receive again"
+            )
+
+    # -- probing ------------------------------------------------------------------
+
+    def _update_probe(self) -> None:
+        """Probes while anyone waits (or a consumer reads), and only then."""
+        want = not self.sock.closed and (self._reading or self._writing or bool(self._writers))
+        if want and self._probe is None:
+            self._probe = self._loop.call_later(PROBE_INTERVAL, self._run_probe)
+        elif not want and self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+
+    def _run_probe(self) -> None:
+        self._probe = None
+        try:
+            # Returns at once; raises when the socket stopped working (interface gone
+            # or down, XDP program detached), which poll alone never shows.
+            self.sock.wait_readable(timeout=0)
+        except Exception as e:
+            self._consumer = None
+            self._stop_polling()
+            self._fail(e, "checking the socket")
+            return
+        self._update_probe()
+
+    def _stop_polling(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        for handle in (self._probe, self._write_retry):
+            if handle is not None:
+                handle.cancel()
+        self._probe = self._write_retry = None
 
     # -- writing ------------------------------------------------------------------
 
@@ -182,6 +244,7 @@ class AsyncXskSocket:
         sent = 0
         idle = 0
         while True:
+            self._check_open()
             n = self.sock.send(todo[sent:] if sent else todo, timeout=0)
             sent += n
             if sent == len(todo):
@@ -196,20 +259,41 @@ class AsyncXskSocket:
 
     async def flush(self) -> None:
         """Waits until every queued packet has left."""
-        while not self.sock.flush(timeout=0):
+        while True:
+            self._check_open()
+            if self.sock.flush(timeout=0):
+                return
             await self._wait(self._writers, writing=True)
 
     def _on_writable(self) -> None:
         try:
-            self.sock.flush(timeout=0)  # drive the kernel and take back completed frames
+            before = self.sock.tx_outstanding
+            # Drive the kernel and take back completed frames.
+            self.sock.flush(timeout=0)
+            progress = self.sock.tx_outstanding < before or before == 0
         except Exception as e:
             self._fail(e, "sending")
+            self._stop_polling()
+            return
+        _wake(self._writers)
+        if progress:
+            self._write_delay = _WRITE_RETRY_MIN
+        elif self._write_retry is None:
+            # The descriptor is writable but the kernel could not send: polling again
+            # at once would spin. Pause write polling and retry after a growing delay.
             if self._writing:
                 self._loop.remove_writer(self._fd)
                 self._writing = False
+            self._write_retry = self._loop.call_later(self._write_delay, self._retry_writing)
+            self._write_delay = min(self._write_delay * 2, _WRITE_RETRY_MAX)
+            self._update_probe()
             return
-        _wake(self._writers)
         self._update_writing()
+
+    def _retry_writing(self) -> None:
+        self._write_retry = None
+        if not self.sock.closed:
+            self._on_writable()
 
     def _update_writing(self) -> None:
         want = bool(self._writers)
@@ -218,12 +302,14 @@ class AsyncXskSocket:
                 want = self.sock.tx_outstanding > 0 and self.sock.tx_needs_wakeup
             except Exception:
                 want = False
-        want = want and not self.sock.closed
+        # While a retry is pending, the retry timer stands in for write polling.
+        want = want and not self.sock.closed and self._write_retry is None
         if want and not self._writing:
             self._loop.add_writer(self._fd, self._on_writable)
         elif not want and self._writing:
             self._loop.remove_writer(self._fd)
         self._writing = want
+        self._update_probe()
 
     # -- common -------------------------------------------------------------------
 
@@ -239,20 +325,22 @@ class AsyncXskSocket:
         return fut
 
     def close(self) -> None:
-        """Stops polling, wakes waiters with an error and closes the socket."""
+        """Stops polling, closes the socket and wakes every waiter with
+        :class:`~afxdp_rs.errors.SocketClosedError`. Closing twice is allowed."""
         self._consumer = None
-        if self._reading:
-            self._loop.remove_reader(self._fd)
-            self._reading = False
-        if self._writing:
-            self._loop.remove_writer(self._fd)
-            self._writing = False
+        self._closed = True
+        self._stop_polling()
         self.sock.close()
-        for fut in self._readers + self._writers:
+        waiters = self._readers + self._writers
+        self._readers, self._writers = [], []
+        for fut in waiters:
             if not fut.done():
-                fut.cancel()
-        self._readers.clear()
-        self._writers.clear()
+                fut.set_exception(
+                    SocketClosedError(
+                        "the socket was closed while this task waited on it; open a new "
+                        "AsyncXskSocket to go on"
+                    )
+                )
 
     async def __aenter__(self) -> Self:
         return self
