@@ -1248,6 +1248,11 @@ impl Frame {
         self.batch.get().descs[self.index].addr
     }
 
+    /// The buffer protocol (memoryview(frame)).
+    ///
+    /// # Safety
+    /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
+    // SAFETY: see above; the unsafe operations inside are justified where they happen.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -1293,6 +1298,9 @@ impl Frame {
         Ok(())
     }
 
+    /// # Safety
+    /// Called by CPython once per successful `__getbuffer__`; `_view` is not touched.
+    // SAFETY: see above; only this batch's export count changes.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
         let mut st = lock(&self.batch.get().state);
         st.exports = st.exports.saturating_sub(1);
