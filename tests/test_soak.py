@@ -174,3 +174,18 @@ def test_two_queues_each_in_order(bed: VethTestbed) -> None:
         assert r["missing"] == lost_here, (q, r, s, fstats[q])
         # Each forwarder saw only its own queue's packets.
         assert fstats[q]["rx_packets"] == r["received"] + s["rx_dropped"] + s["rx_ring_full"]
+
+
+def test_no_answer_ends_the_run(bed: VethTestbed) -> None:
+    """Nothing sends the packets back: the run ends `quiet` seconds after the window
+    filled (or after the last send), and everything sent is reported missing."""
+    template = bed.frame(0, 64, to_inner=False)
+    with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
+        r = sock.sequence_check(template, 1_000_000, window=64, quiet=0.2)
+        assert (r["sent"], r["received"], r["missing"]) == (64, 0, 64), r
+        r = sock.sequence_check(template, 1000, quiet=0.2)
+        assert (r["sent"], r["received"], r["missing"]) == (1000, 0, 1000), r
+        with pytest.raises(afxdp_rs.PacketSizeError, match="at least 50"):
+            sock.sequence_check(template[:49], 10)
+        with pytest.raises(afxdp_rs.ConfigError, match="batch=0"):
+            sock.sequence_check(template, 10, batch=0)

@@ -248,6 +248,8 @@ pub struct SequenceRun {
 /// Sends `run.count` numbered packets out of `sock` and checks what comes back to the
 /// same socket (through a forwarder on the other side of the link): every byte, and
 /// that sequence numbers only go up (no reordering or duplicates within the queue).
+/// Never waits forever: once all are sent, or while the window is full, it stops
+/// after `run.quiet` without an arrival (then `sent` may be below `count`).
 pub fn sequence_check(
     sock: &mut XskSocket,
     run: &SequenceRun,
@@ -274,14 +276,15 @@ pub fn sequence_check(
     let mut last_arrival = Instant::now();
     let umem = Arc::clone(sock.umem());
     while !stop.stop() {
-        if st.sent < run.count {
-            let in_flight = st.sent - expect;
-            st.max_in_flight = st.max_in_flight.max(in_flight);
-            let room = if run.window == 0 {
-                u64::MAX
-            } else {
-                run.window.saturating_sub(in_flight)
-            };
+        let in_flight = st.sent - expect;
+        st.max_in_flight = st.max_in_flight.max(in_flight);
+        let room = if run.window == 0 {
+            u64::MAX
+        } else {
+            run.window.saturating_sub(in_flight)
+        };
+        let can_send = st.sent < run.count && room > 0;
+        if can_send {
             let k = (batch as u64).min(run.count - st.sent).min(room) as usize;
             for (i, buf) in bufs[..k].iter_mut().enumerate() {
                 stamp(&run.template, st.sent + i as u64, buf);
@@ -315,8 +318,11 @@ pub fn sequence_check(
         sock.recycle(descs.iter().map(|d| d.addr));
         if n > 0 {
             last_arrival = Instant::now();
-        } else if st.sent == run.count {
-            if st.sent == expect || last_arrival.elapsed() >= run.quiet {
+        } else if !can_send {
+            // All sent, or the window is full: only arrivals can move things on. Stop
+            // when everything is back, or when nothing came for `quiet` (whatever is
+            // still out counts as missing; with a full window, `sent` < `count` then).
+            if (st.sent == run.count && st.sent == expect) || last_arrival.elapsed() >= run.quiet {
                 break;
             }
             sock.poll(libc::POLLIN, Some(Duration::from_millis(10)))?;

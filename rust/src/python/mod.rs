@@ -811,8 +811,9 @@ impl PySocket {
     /// (Ethernet, IPv4, UDP headers) start every packet; an 8-byte sequence number and
     /// a pattern follow, up to `len(template)`. `window`: at most this many packets in
     /// flight (0: send as fast as possible). `swapped`: expect the MAC addresses
-    /// exchanged (an L2 forwarder's answer). Ends `quiet` seconds after the last
-    /// arrival once all are sent, or when everything is back. Runs in Rust with the
+    /// exchanged (an L2 forwarder's answer). Ends when everything is back, or when
+    /// nothing arrived for `quiet` seconds while all were sent or the window was full
+    /// (then `sent` < `count`: the far side stopped answering). Runs in Rust with the
     /// GIL released; Ctrl-C stops it. Returns a dict: sent, received, missing,
     /// out_of_order, corrupted, max_in_flight, seconds.
     #[pyo3(signature = (template, count, batch = 64, window = 0, swapped = true, quiet = 1.0))]
