@@ -148,6 +148,10 @@ def test_bad_arguments_are_reported() -> None:
     assert r.returncode == 2 and "--count" in r.stderr
     r = afxdp("forward", "onlyone")
     assert r.returncode == 2 and "both interfaces" in r.stderr
+    r = afxdp("verify", "lo", "--dst", "zz")
+    assert r.returncode == 2 and "--dst" in r.stderr and "'zz'" in r.stderr
+    r = afxdp("verify", "-s", "20")
+    assert r.returncode == 2 and "--size" in r.stderr
 
 
 def test_verify_on_its_own_test_bed() -> None:

@@ -398,7 +398,13 @@ def verify(
         else:
             assert ifname is not None
             name = ifname
-            head = bytes.fromhex(dst.replace(":", "")) + _mac_of(ifname) + b"\x88\xb5"
+            try:
+                mac = bytes.fromhex(dst.replace(":", ""))
+            except ValueError:
+                mac = b""
+            if len(mac) != 6:
+                raise click.BadParameter(f"{dst!r} is not a MAC address", param_hint="--dst")
+            head = mac + _mac_of(ifname) + b"\x88\xb5"
             template = head + bytes(size - len(head))
         with contextlib.ExitStack() as stack:
             fwd: XskSocket | None = None
