@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use afxdp_rs::program::XdpMode;
-use afxdp_rs::{SocketConfig, XdpDesc, XskSocket};
+use afxdp_rs::{SocketConfig, Steering, XskSocket};
 
 const INNER: &str = "xdp0";
 const PEER: &str = "xdp1";
@@ -60,7 +60,7 @@ fn packet() -> Vec<u8> {
 
 fn config(mode: XdpMode, rx: bool, tx: bool) -> SocketConfig {
     SocketConfig {
-        mode,
+        steering: Steering::DefaultProgram(mode),
         rx_size: if rx { 2048 } else { 0 },
         tx_size: if tx { 2048 } else { 0 },
         ..SocketConfig::default()
@@ -80,7 +80,7 @@ impl Generator {
         let mut sock = XskSocket::open(PEER, 0, config(XdpMode::Auto, false, true)).unwrap();
         let thread = thread::spawn(move || {
             let p = packet();
-            afxdp_rs::bench::txonly(&mut sock, &p, 64, Duration::from_secs(3600), &*flag).unwrap();
+            afxdp_rs::tools::txonly(&mut sock, &p, 64, Duration::from_secs(3600), &*flag).unwrap();
         });
         Generator {
             stop,
@@ -126,14 +126,13 @@ fn e2e(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("rxdrop", name), |b| {
             let mut sock = XskSocket::open(INNER, 0, config(mode, true, false)).unwrap();
             let _gen = Generator::start();
-            let mut descs: Vec<XdpDesc> = Vec::with_capacity(64);
+            let mut frames = sock.rx_frames(64);
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 let mut got = 0u64;
                 while got < iters {
-                    descs.clear();
-                    got += sock.recv(64, &mut descs).unwrap() as u64;
-                    sock.recycle(descs.iter().map(|d| d.addr));
+                    got += sock.recv(64, &mut frames).unwrap() as u64;
+                    sock.recycle(&mut frames);
                 }
                 start.elapsed()
             });

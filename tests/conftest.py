@@ -34,6 +34,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel: talks to the real kernel (needs root)")
+    config.addinivalue_line(
+        "markers", "bed(queues=1, veths=()): the shape of the module's veth test bed"
+    )
 
 
 def without_privileges(memlock: int) -> list[str]:
@@ -66,7 +69,15 @@ def start_helper(path: str, ifname: str, queues: int, start_queue: int = 0) -> t
 
 
 @pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    """One veth pair in a fresh named namespace per test module, removed afterwards."""
-    with VethTestbed() as tb:
+def bed(request: pytest.FixtureRequest) -> Iterator[VethTestbed]:
+    """One veth pair in a fresh named namespace per test module, removed afterwards.
+
+    A module shapes it with ``pytestmark = pytest.mark.bed(queues=N, veths=[(a, b)])``:
+    N rx and tx queues on each end (default 1), and more veth pairs in the namespace.
+    """
+    marker = request.node.get_closest_marker("bed")
+    options = marker.kwargs if marker is not None else {}
+    with VethTestbed(queues=options.get("queues", 1)) as tb:
+        for name, peer in options.get("veths", ()):
+            tb.add_veth(name, peer)
         yield tb

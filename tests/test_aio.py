@@ -13,7 +13,7 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -26,12 +26,6 @@ from afxdp_rs.testbed import VethTestbed
 pytestmark = pytest.mark.kernel
 
 LOOPS = ["asyncio", "uvloop"]
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed() as tb:
-        yield tb
 
 
 def run(loop_kind: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -65,12 +64,6 @@ CALLS = [
     "batch_copy",
     "batch_release",
 ]
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed() as tb:
-        yield tb
 
 
 def survives(f: Any, *args: Any, **kwargs: Any) -> Any:

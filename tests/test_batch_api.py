@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 from array import array
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,12 +16,6 @@ import afxdp_rs
 from afxdp_rs.testbed import VethTestbed
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed() as tb:
-        yield tb
 
 
 def incoming(sock: socket.socket, n: int) -> list[bytes]:

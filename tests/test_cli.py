@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from afxdp_rs.cli import main
 from afxdp_rs.pcap import PcapReader, PcapWriter
 from afxdp_rs.testbed import VethTestbed
 
-pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed() as tb:
-        tb.add_veth("fwd0", "fwd1")
-        yield tb
+pytestmark = [pytest.mark.kernel, pytest.mark.bed(veths=[("fwd0", "fwd1")])]
 
 
 def afxdp(*args: str) -> subprocess.CompletedProcess[str]:

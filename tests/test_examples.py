@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,9 @@ from conftest import start_helper, without_privileges
 from afxdp_rs.pcap import PcapReader
 from afxdp_rs.testbed import VethTestbed
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.bed(veths=[("fwd0", "fwd1")])]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed() as tb:
-        tb.add_veth("fwd0", "fwd1")
-        yield tb
 
 
 def start(name: str, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:

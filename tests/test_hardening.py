@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,12 +31,6 @@ SOAK = os.environ.get("AFXDP_SOAK") == "1"
 SMALL: dict[str, Any] = dict(
     frame_count=256, fill_size=128, rx_size=128, tx_size=128, comp_size=128
 )
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed() as tb:
-        yield tb
 
 
 def open_fds() -> int:

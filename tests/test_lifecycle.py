@@ -4,8 +4,6 @@ kernel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -17,12 +15,6 @@ from afxdp_rs.testbed import VethTestbed
 pytestmark = pytest.mark.kernel
 
 FRAMES = 64
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed() as tb:
-        yield tb
 
 
 def test_batch_lifecycle(bed: VethTestbed) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,16 +24,10 @@ import pytest
 import afxdp_rs
 from afxdp_rs.testbed import VethTestbed
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.bed(queues=2)]
 
 SOAK = os.environ.get("AFXDP_SOAK") == "1"
 MODES = ["native", "skb"]
-
-
-@pytest.fixture(scope="module")
-def bed() -> Iterator[VethTestbed]:
-    with VethTestbed(queues=2) as tb:
-        yield tb
 
 
 class Forwarder:

@@ -26,6 +26,7 @@ use libbpf_rs::MapCore;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
+use crate::xskmap::XskMap;
 
 /// The compiled program, embedded at build time.
 static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xsk_redirect.bpf.o"));
@@ -156,10 +157,11 @@ pub struct XdpProgram {
     // Field order matters: the link is closed (detaching the program) before the
     // object's program and map are released.
     link: OwnedFd,
+    map: XskMap,
+    #[allow(dead_code)] // keeps the loaded program alive
     object: libbpf_rs::Object,
     ifname: String,
     ifindex: u32,
-    netns: u64,
     mode: AttachMode,
     prog_id: u32,
 }
@@ -185,14 +187,14 @@ fn registry() -> &'static Registry {
 /// The default program on `ifname`, attached in `mode` if this process has not already
 /// attached it; shared by every socket of the process on that interface.
 pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Arc<XdpProgram>> {
-    let netns = sys::netns_id();
+    let netns = sys::netdev::netns_id();
     let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
     reg.retain(|_, w| w.strong_count() > 0);
     let alive = reg
         .get(&(netns, ifindex))
         .and_then(Weak::upgrade)
         // Detached by someone else: useless to new sockets; attach a fresh one.
-        .filter(|p| p.check_attached().is_ok());
+        .filter(|p| p.is_attached());
     if let Some(prog) = alive {
         if !mode.accepts(prog.mode) {
             return Err(Error::new(
@@ -208,7 +210,7 @@ pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Arc<XdpProgra
         }
         return Ok(prog);
     }
-    let prog = Arc::new(XdpProgram::load_and_attach(ifname, ifindex, netns, mode)?);
+    let prog = Arc::new(XdpProgram::load_and_attach(ifname, ifindex, mode)?);
     reg.insert((netns, ifindex), Arc::downgrade(&prog));
     Ok(prog)
 }
@@ -236,11 +238,11 @@ impl XdpProgram {
     /// XSKMAP to another process. It stays attached as long as this value (or a
     /// duplicate of its link descriptor) lives.
     pub fn attach_standalone(ifname: &str, mode: XdpMode) -> Result<Self> {
-        let ifindex = sys::if_index(ifname)?;
-        Self::load_and_attach(ifname, ifindex, sys::netns_id(), mode)
+        let ifindex = sys::netdev::if_index(ifname)?;
+        Self::load_and_attach(ifname, ifindex, mode)
     }
 
-    fn load_and_attach(ifname: &str, ifindex: u32, netns: u64, mode: XdpMode) -> Result<Self> {
+    fn load_and_attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Self> {
         silence_libbpf();
         let state = query(ifindex)?;
         if state.prog_id != 0 {
@@ -255,6 +257,13 @@ impl XdpProgram {
             .find(|p| p.name() == PROGRAM_NAME)
             .expect("the embedded object has the program");
         let prog_fd = prog.as_fd().as_raw_fd();
+        let map_fd = object
+            .maps()
+            .find(|m| m.name() == MAP_NAME)
+            .map(|m| sys::dup_fd(m.as_fd().as_raw_fd()))
+            .expect("the embedded object has the map")
+            .map_err(|e| Error::os("duplicating the XSKMAP descriptor", e))?;
+        let map = XskMap::from_fd(map_fd)?;
 
         let mut failures = Vec::new();
         for &attempt in mode.candidates() {
@@ -273,10 +282,10 @@ impl XdpProgram {
                 let prog_id = query(ifindex).map(|s| s.prog_id).unwrap_or(0);
                 return Ok(XdpProgram {
                     link,
+                    map,
                     object,
                     ifname: ifname.to_string(),
                     ifindex,
-                    netns,
                     mode: attempt,
                     prog_id,
                 });
@@ -339,188 +348,32 @@ impl XdpProgram {
         &self.ifname
     }
 
-    fn map_fd(&self) -> i32 {
-        let map = self
-            .object
-            .maps()
-            .find(|m| m.name() == MAP_NAME)
-            .expect("the embedded object has the map");
-        map.as_fd().as_raw_fd()
-    }
-
-    /// Routes packets of rx queue `queue` to the socket `sock_fd`.
-    pub fn register(&self, queue: u32, sock_fd: i32) -> Result<()> {
-        map_insert(self.map_fd(), queue, sock_fd)
+    /// Routes packets of rx queue `queue` to `socket`.
+    pub fn register(&self, queue: u32, socket: BorrowedFd<'_>) -> Result<()> {
+        self.map.set(queue, socket)
     }
 
     /// Stops routing packets of `queue` to a socket (they go to the kernel stack).
     pub fn unregister(&self, queue: u32) {
-        map_delete(self.map_fd(), queue)
+        self.map.clear(queue)
     }
 
-    /// The descriptor of the program's XSKMAP (valid while the program lives).
-    pub fn xsks_map_fd(&self) -> i32 {
-        self.map_fd()
+    /// The program's XSKMAP.
+    pub fn xsks_map(&self) -> &XskMap {
+        &self.map
     }
 
-    /// Pins the XSKMAP at `path` in a bpffs mount, so other processes can open it.
-    pub fn pin_map(&self, path: &str) -> Result<()> {
-        let c = std::ffi::CString::new(path).map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidConfig,
-                format!("path {path:?} contains a NUL byte"),
-            )
-        })?;
-        // SAFETY: c is a valid NUL-terminated path and the map fd is open.
-        let rc = unsafe { libbpf_sys::bpf_obj_pin(self.map_fd(), c.as_ptr()) };
-        if rc < 0 {
-            return Err(Error::os(
-                format!("pinning the XSKMAP at {path} (is a bpf filesystem mounted there?)"),
-                io::Error::from_raw_os_error(-rc),
-            ));
-        }
-        Ok(())
+    /// The BPF link that keeps the program attached (while it is open anywhere).
+    pub fn link(&self) -> BorrowedFd<'_> {
+        self.link.as_fd()
     }
 
-    #[doc(hidden)]
-    pub fn netns(&self) -> u64 {
-        self.netns
+    /// Whether the program is still attached: someone else may have detached its link
+    /// (`bpftool link detach`, BPF_LINK_DETACH), after which no packet reaches the
+    /// sockets it served.
+    pub fn is_attached(&self) -> bool {
+        sys::bpf::link_info(self.link.as_fd()).map_or(true, |i| i.xdp_ifindex != 0)
     }
-
-    #[doc(hidden)]
-    pub fn link_fd(&self) -> i32 {
-        self.link.as_raw_fd()
-    }
-
-    /// Fails when the program's link was detached by someone else (`bpftool link
-    /// detach`, BPF_LINK_DETACH): the program no longer runs on the interface and no
-    /// packet reaches the sockets it served.
-    pub fn check_attached(&self) -> Result<()> {
-        check_link(self.link.as_fd(), &self.ifname)
-    }
-}
-
-/// Whether `fd` is a BPF link (rather than a map, a program or anything else).
-pub fn is_bpf_link(fd: BorrowedFd<'_>) -> bool {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-link")
-}
-
-/// Fails when `link` (an XDP BPF link) was detached from its interface: the kernel
-/// then reports it with interface index 0.
-pub fn check_link(link: BorrowedFd<'_>, ifname: &str) -> Result<()> {
-    // SAFETY: bpf_link_info is plain old data; zero is a valid value for it.
-    let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libbpf_sys::bpf_link_info>() as u32;
-    // SAFETY: link is an open descriptor, info is writable and len says its size; the
-    // kernel writes at most len bytes.
-    let rc = unsafe { libbpf_sys::bpf_link_get_info_by_fd(link.as_raw_fd(), &mut info, &mut len) };
-    if rc < 0 || info.type_ != libbpf_sys::BPF_LINK_TYPE_XDP {
-        return Ok(()); // not an XDP link: nothing to watch
-    }
-    // SAFETY: the kernel filled the xdp member of the union for an XDP link.
-    let ifindex = unsafe { info.__bindgen_anon_1.xdp.ifindex };
-    if ifindex != 0 {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorKind::ProgramDetached,
-        format!(
-            "the XDP program (id {}) that steered {ifname}'s packets to this socket was              detached by someone else (bpftool link detach, or another tool): no packet              reaches the socket any more. Close it and open a new one (which attaches the              program again), and find out what removed it",
-            info.prog_id
-        ),
-    ))
-}
-
-/// Puts socket `sock_fd` at key `queue` of the XSKMAP `map_fd`.
-pub fn map_insert(map_fd: i32, queue: u32, sock_fd: i32) -> Result<()> {
-    let key = queue;
-    let value = sock_fd as u32;
-    // SAFETY: key and value point at 4-byte values, the XSKMAP's key and value sizes.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            map_fd,
-            (&key as *const u32).cast(),
-            (&value as *const u32).cast(),
-            libbpf_sys::BPF_ANY as u64,
-        )
-    };
-    if rc < 0 {
-        let err = io::Error::from_raw_os_error(-rc);
-        return Err(match -rc {
-            libc::E2BIG => Error::new(
-                ErrorKind::InvalidQueue,
-                format!("queue {queue} has no slot in the XSKMAP (fd {map_fd}): it is too small"),
-            ),
-            libc::EOPNOTSUPP => Error::new(
-                ErrorKind::InvalidConfig,
-                format!("descriptor {sock_fd} is not an AF_XDP socket: the XSKMAP refuses it"),
-            ),
-            _ => Error::os(
-                format!("inserting the socket of queue {queue} into the XSKMAP (fd {map_fd})"),
-                err,
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Removes key `queue` from the XSKMAP `map_fd` (a missing entry is fine).
-pub fn map_delete(map_fd: i32, queue: u32) {
-    let key = queue;
-    // SAFETY: key points at a 4-byte value, the XSKMAP's key size.
-    unsafe { libbpf_sys::bpf_map_delete_elem(map_fd, (&key as *const u32).cast()) };
-}
-
-/// Checks that `fd` is an XSKMAP and returns a duplicate of it that we own.
-pub fn adopt_xsks_map(fd: i32) -> Result<OwnedFd> {
-    // SAFETY: plain-old-data info struct; zero is a valid value.
-    let mut info: libbpf_sys::bpf_map_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libbpf_sys::bpf_map_info>() as u32;
-    // SAFETY: info is writable and len holds its size.
-    let rc = unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd, &mut info, &mut len) };
-    if rc < 0 || info.type_ != libbpf_sys::BPF_MAP_TYPE_XSKMAP {
-        return Err(Error::new(
-            ErrorKind::InvalidConfig,
-            format!(
-                "xsks_map_fd={fd} is not an XSKMAP: pass the descriptor of the \
-                 BPF_MAP_TYPE_XSKMAP that the attached XDP program redirects to"
-            ),
-        ));
-    }
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a valid descriptor returns a new one we own.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(Error::last_os(format!("duplicating xsks_map_fd={fd}")));
-    }
-    // SAFETY: dup is a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
-}
-
-/// Opens an XSKMAP pinned in bpffs at `path`.
-pub fn open_pinned_map(path: &str) -> Result<OwnedFd> {
-    let c = std::ffi::CString::new(path).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidConfig,
-            format!("path {path:?} contains a NUL byte"),
-        )
-    })?;
-    // SAFETY: c is a valid NUL-terminated path.
-    let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
-    if fd < 0 {
-        return Err(Error::new(
-            ErrorKind::InvalidConfig,
-            format!(
-                "xsks_map_path={path:?} cannot be opened ({}): pin the XSKMAP there first \
-                 (it must be on a bpf filesystem)",
-                io::Error::from_raw_os_error(-fd)
-            ),
-        )
-        .with_errno(-fd));
-    }
-    // SAFETY: bpf_obj_get returned a new descriptor that we own.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    adopt_xsks_map(owned.as_raw_fd())
 }
 
 fn already_attached(ifname: &str, state: XdpState) -> Error {

@@ -12,9 +12,11 @@
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{Mapping, XdpDesc};
 
 /// Frame sizes the kernel accepts in aligned mode.
 pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
@@ -104,52 +106,35 @@ impl UmemConfig {
 /// The mmapped packet area. It stays mapped as long as anything holds it: a socket,
 /// or an rx batch whose frames a user is still reading after the socket closed.
 pub struct UmemArea {
-    ptr: NonNull<u8>,
-    len: usize,
+    mapping: Mapping,
     config: UmemConfig,
     /// Frame index ranges claimed by sockets sharing this UMEM.
     claimed: Mutex<Vec<(u32, u32)>>,
 }
-
-// SAFETY: UmemArea owns a plain memory mapping; concurrent access to frames is governed
-// by frame ownership (each frame has one owner at a time), enforced by its users.
-unsafe impl Send for UmemArea {}
-// SAFETY: as above; UmemArea itself has no interior state besides the mapping.
-unsafe impl Sync for UmemArea {}
 
 impl UmemArea {
     /// Maps a zeroed, page-aligned area for `config`.
     pub fn new(config: UmemConfig) -> Result<Self> {
         config.validate()?;
         let len = config.len();
-        // SAFETY: an anonymous private mapping with no address hint; the kernel picks a
-        // page-aligned address. We check for MAP_FAILED below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
+        let mapping = Mapping::anonymous(len).map_err(|e| {
+            Error::os(
+                format!(
+                    "mapping a UMEM of {len} bytes ({} frames of {})",
+                    config.frame_count, config.frame_size
+                ),
+                e,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::last_os(format!(
-                "mapping a UMEM of {len} bytes ({} frames of {})",
-                config.frame_count, config.frame_size
-            )));
-        }
+        })?;
         Ok(UmemArea {
-            ptr: NonNull::new(ptr.cast()).expect("mmap returned null"),
-            len,
+            mapping,
             config,
             claimed: Mutex::new(Vec::new()),
         })
     }
 
     /// Reserves frames `start..end` for one socket: a frame belongs to one pool only.
-    pub fn claim(&self, (start, end): (u32, u32)) -> Result<()> {
+    fn claim(&self, (start, end): (u32, u32)) -> Result<()> {
         if start >= end || end > self.config.frame_count {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -175,7 +160,7 @@ impl UmemArea {
     }
 
     /// Gives back a range taken with [`UmemArea::claim`].
-    pub fn unclaim(&self, range: (u32, u32)) {
+    fn unclaim(&self, range: (u32, u32)) {
         let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = claimed.iter().position(|&r| r == range) {
             claimed.swap_remove(i);
@@ -186,16 +171,17 @@ impl UmemArea {
         self.config
     }
 
+    /// The start of the area (for `XDP_UMEM_REG`).
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.mapping.ptr().as_ptr()
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.mapping.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.mapping.is_empty()
     }
 
     /// Whether `[addr, addr + len)` lies inside one frame of this UMEM.
@@ -210,14 +196,25 @@ impl UmemArea {
         addr & !(self.config.frame_size as u64 - 1)
     }
 
+    /// A raw pointer to byte `addr` of the area.
+    ///
+    /// # Safety
+    /// `addr` must be inside the area.
+    #[inline]
+    unsafe fn at(&self, addr: u64) -> *mut u8 {
+        // SAFETY: the caller keeps addr inside the mapping.
+        unsafe { self.as_ptr().add(addr as usize) }
+    }
+
     /// The bytes at `[addr, addr + len)`.
     ///
     /// # Safety
     /// The range must be inside one frame ([`UmemArea::contains`]) and the caller must
     /// own that frame (the kernel is not writing it) for the lifetime of the slice.
     #[inline]
-    pub unsafe fn slice(&self, addr: u64, len: u32) -> &[u8] {
-        std::slice::from_raw_parts(self.ptr.as_ptr().add(addr as usize), len as usize)
+    pub(crate) unsafe fn slice(&self, addr: u64, len: u32) -> &[u8] {
+        // SAFETY: inside the mapping and owned by the caller (see above).
+        unsafe { std::slice::from_raw_parts(self.at(addr), len as usize) }
     }
 
     /// The writable bytes at `[addr, addr + len)`.
@@ -226,16 +223,209 @@ impl UmemArea {
     /// As for [`UmemArea::slice`], and no other reference to the range may exist.
     #[inline]
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn slice_mut(&self, addr: u64, len: u32) -> &mut [u8] {
-        std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(addr as usize), len as usize)
+    pub(crate) unsafe fn slice_mut(&self, addr: u64, len: u32) -> &mut [u8] {
+        // SAFETY: inside the mapping, owned by the caller and not aliased (see above).
+        unsafe { std::slice::from_raw_parts_mut(self.at(addr), len as usize) }
     }
 }
 
-impl Drop for UmemArea {
+/// A socket's range of UMEM frames. While it lives, no other socket sharing the UMEM
+/// can take those frames; it is given back when the socket and everything that still
+/// reads its frames ([`RxFrames`]) are gone.
+///
+/// It is also the way home for frames: [`RxFrames`] dropped without being recycled
+/// put their frames here, and the socket takes them back on its next call.
+pub struct FrameClaim {
+    umem: Arc<UmemArea>,
+    frames: (u32, u32),
+    /// Frame addresses given back by dropped [`RxFrames`].
+    returns: Mutex<Vec<u64>>,
+    has_returns: AtomicBool,
+    /// The id of a peek whose [`RxFrames`] was dropped without being consumed.
+    abandoned_peek: AtomicU64,
+}
+
+impl FrameClaim {
+    /// Claims frames `frames.0..frames.1` of `umem`.
+    pub fn new(umem: Arc<UmemArea>, frames: (u32, u32)) -> Result<Self> {
+        umem.claim(frames)?;
+        Ok(FrameClaim {
+            umem,
+            frames,
+            returns: Mutex::new(Vec::new()),
+            has_returns: AtomicBool::new(false),
+            abandoned_peek: AtomicU64::new(0),
+        })
+    }
+
+    /// The UMEM the frames belong to.
+    pub fn umem(&self) -> &Arc<UmemArea> {
+        &self.umem
+    }
+
+    /// The claimed frame indices (`start..end`).
+    pub fn frames(&self) -> (u32, u32) {
+        self.frames
+    }
+
+    fn give_back(&self, descs: &[XdpDesc]) {
+        if descs.is_empty() {
+            return;
+        }
+        let mut returns = self.returns.lock().unwrap_or_else(|e| e.into_inner());
+        returns.extend(descs.iter().map(|d| d.addr));
+        self.has_returns.store(true, Ordering::Release);
+    }
+
+    /// Takes the addresses given back by dropped [`RxFrames`] (cheap when there are
+    /// none).
+    pub(crate) fn take_returns(&self) -> Vec<u64> {
+        if !self.has_returns.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut returns = self.returns.lock().unwrap_or_else(|e| e.into_inner());
+        self.has_returns.store(false, Ordering::Release);
+        std::mem::take(&mut *returns)
+    }
+
+    /// Whether the peek `id` was abandoned (its [`RxFrames`] dropped unconsumed).
+    pub(crate) fn peek_abandoned(&self, id: u64) -> bool {
+        self.abandoned_peek.load(Ordering::Acquire) == id
+    }
+}
+
+impl Drop for FrameClaim {
     fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly the mapping made in new(); nothing borrows it any
-        // more (borrowers hold an Arc<UmemArea>).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        self.umem.unclaim(self.frames);
+    }
+}
+
+/// Received packets whose frames the user holds: the kernel does not write them until
+/// they are recycled ([`XskSocket::recycle`](crate::XskSocket::recycle)), so reading
+/// them is safe. Only a socket's receive calls fill an `RxFrames`.
+///
+/// Dropping it without recycling is not a leak: the frames go home to their socket,
+/// which takes them back on its next call.
+pub struct RxFrames {
+    claim: Arc<FrameClaim>,
+    descs: Vec<XdpDesc>,
+    /// Set while the descriptors are only peeked (still in the rx ring): the id of the
+    /// peek, which only the matching consume may settle.
+    peek: Option<u64>,
+}
+
+impl RxFrames {
+    /// An empty set for frames of `claim`.
+    pub(crate) fn new(claim: Arc<FrameClaim>, capacity: usize) -> Self {
+        RxFrames {
+            claim,
+            descs: Vec::with_capacity(capacity),
+            peek: None,
+        }
+    }
+
+    /// Adds a descriptor the socket has checked to lie inside one of its frames, which
+    /// the kernel handed over (or which is peeked, see `peek`).
+    #[inline]
+    pub(crate) fn push(&mut self, d: XdpDesc) {
+        self.descs.push(d);
+    }
+
+    pub(crate) fn claim(&self) -> &Arc<FrameClaim> {
+        &self.claim
+    }
+
+    /// Hands the descriptors to the caller (the socket recycling them).
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, XdpDesc> {
+        self.descs.drain(..)
+    }
+
+    /// Gives the frames back to their own socket (which takes them on its next call).
+    pub(crate) fn send_home(&mut self) {
+        self.claim.give_back(&self.descs);
+        self.descs.clear();
+    }
+
+    pub(crate) fn peek_id(&self) -> Option<u64> {
+        self.peek
+    }
+
+    pub(crate) fn set_peek(&mut self, id: Option<u64>) {
+        self.peek = id;
+    }
+
+    /// Keeps the first `n` descriptors.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        self.descs.truncate(n);
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.descs.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.descs.is_empty()
+    }
+
+    /// The descriptors (UMEM address and length of each packet).
+    #[inline]
+    pub fn descs(&self) -> &[XdpDesc] {
+        &self.descs
+    }
+
+    /// The bytes of packet `i`.
+    #[inline]
+    pub fn packet(&self, i: usize) -> &[u8] {
+        let d = self.descs[i];
+        // SAFETY: the socket pushed only descriptors inside one of its frames, and
+        // those frames are the user's (held, or peeked and not yet consumed) until they
+        // leave this value through drain(), which needs &mut self. The claim keeps the
+        // UMEM mapped.
+        unsafe { self.claim.umem.slice(d.addr, d.len) }
+    }
+
+    /// The bytes of packet `i`, to change in place (e.g. before sending it on).
+    #[inline]
+    pub fn packet_mut(&mut self, i: usize) -> &mut [u8] {
+        let d = self.descs[i];
+        // SAFETY: as for packet(); &mut self makes this the only reference into the
+        // frame that this value hands out.
+        unsafe { self.claim.umem.slice_mut(d.addr, d.len) }
+    }
+
+    /// Where packet `i` is, for exporting it through a buffer protocol: valid, and not
+    /// written by the kernel, as long as this value holds the frame.
+    #[inline]
+    pub fn packet_ptr(&self, i: usize) -> (NonNull<u8>, usize) {
+        let p = self.packet(i);
+        (NonNull::from(p).cast(), p.len())
+    }
+
+    /// Iterates over the packets.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.descs.len()).map(move |i| self.packet(i))
+    }
+}
+
+impl Drop for RxFrames {
+    fn drop(&mut self) {
+        match self.peek {
+            // Peeked entries are still in the rx ring: nothing to give back, but the
+            // socket may stop waiting for this peek to be consumed.
+            Some(id) => self.claim.abandoned_peek.store(id, Ordering::Release),
+            None => self.claim.give_back(&self.descs),
+        }
+    }
+}
+
+impl std::fmt::Debug for RxFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxFrames")
+            .field("descs", &self.descs)
+            .field("peek", &self.peek)
+            .finish()
     }
 }
 
@@ -280,6 +470,12 @@ impl FramePool {
     #[inline]
     pub fn push(&mut self, frame: u64) {
         self.free.push(frame);
+    }
+
+    /// The free frames, the next one to be handed out last.
+    #[cfg(test)]
+    pub(crate) fn as_slice(&self) -> &[u64] {
+        &self.free
     }
 
     /// Takes `frame` out of the pool if it is there (slow: for tests and recovery).

@@ -1,168 +1,12 @@
-//! Packet loops that run entirely in Rust, as xdpsock's rxdrop, txonly and l2fwd do:
-//! the reference the Python API is measured against, and the traffic generator of the
-//! benchmarks.
-#![allow(unsafe_code)]
+//! Sequence-checked traffic: numbered packets out of one socket, through whatever
+//! forwards them on the far side, and back, where every byte and the order of the
+//! numbers are checked.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use super::Stop;
+use crate::error::{Error, ErrorKind, Result};
 use crate::socket::XskSocket;
-use crate::sys::XdpDesc;
-
-/// What a loop did.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LoopStats {
-    pub packets: u64,
-    pub bytes: u64,
-    /// Wall-clock seconds the loop ran.
-    pub seconds: f64,
-    /// CPU seconds the loop's thread used (user + system).
-    pub cpu_seconds: f64,
-}
-
-/// CPU time used by the calling thread.
-pub fn thread_cpu_seconds() -> f64 {
-    // SAFETY: rusage is plain old data; zero is a valid value, and getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: ru is a valid, writable rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Asked between packet batches whether a loop should end early (Ctrl-C, close).
-pub trait Stop {
-    fn stop(&mut self) -> bool;
-}
-
-impl Stop for &AtomicBool {
-    fn stop(&mut self) -> bool {
-        self.load(Ordering::Relaxed)
-    }
-}
-
-impl<F: FnMut() -> bool> Stop for F {
-    fn stop(&mut self) -> bool {
-        self()
-    }
-}
-
-struct Clock {
-    start: Instant,
-    cpu: f64,
-    until: Instant,
-}
-
-impl Clock {
-    fn new(duration: Duration) -> Self {
-        let start = Instant::now();
-        Clock {
-            start,
-            cpu: thread_cpu_seconds(),
-            until: start + duration,
-        }
-    }
-
-    fn done(&self, stop: &mut impl Stop) -> bool {
-        stop.stop() || Instant::now() >= self.until
-    }
-
-    fn finish(&self, packets: u64, bytes: u64) -> LoopStats {
-        LoopStats {
-            packets,
-            bytes,
-            seconds: self.start.elapsed().as_secs_f64(),
-            cpu_seconds: thread_cpu_seconds() - self.cpu,
-        }
-    }
-}
-
-/// How long a poll-mode loop waits at most before looking at the clock again.
-const POLL_SLICE: Duration = Duration::from_millis(50);
-
-/// Receives and drops packets for `duration` (or until `stop`). `poll`: wait in poll(2)
-/// when the ring is empty, instead of spinning. `linger`: after a batch that was not
-/// full, wait this long for more packets to gather (fewer wakeups per packet).
-pub fn rxdrop(
-    sock: &mut XskSocket,
-    batch: u32,
-    duration: Duration,
-    poll: bool,
-    linger: Duration,
-    mut stop: impl Stop,
-) -> Result<LoopStats> {
-    let clock = Clock::new(duration);
-    let mut descs: Vec<XdpDesc> = Vec::with_capacity(batch as usize);
-    let (mut packets, mut bytes) = (0u64, 0u64);
-    while !clock.done(&mut stop) {
-        descs.clear();
-        let n = sock.recv(batch, &mut descs)?;
-        if n == 0 {
-            if poll {
-                sock.poll(libc::POLLIN, Some(POLL_SLICE))?;
-            }
-            continue;
-        }
-        packets += n as u64;
-        bytes += descs.iter().map(|d| d.len as u64).sum::<u64>();
-        sock.recycle(descs.iter().map(|d| d.addr));
-        if n < batch && !linger.is_zero() {
-            std::thread::sleep(linger);
-        }
-    }
-    Ok(clock.finish(packets, bytes))
-}
-
-/// Sends `packet` over and over in batches of `batch` for `duration` (or until
-/// `stop`); counts what the kernel completed.
-pub fn txonly(
-    sock: &mut XskSocket,
-    packet: &[u8],
-    batch: u32,
-    duration: Duration,
-    mut stop: impl Stop,
-) -> Result<LoopStats> {
-    sock.check_packet(0, packet.len())?;
-    let clock = Clock::new(duration);
-    let packets: Vec<&[u8]> = vec![packet; batch as usize];
-    let done0 = sock.counters().tx_completed;
-    while !clock.done(&mut stop) {
-        if sock.send_some(&packets)? == 0 {
-            sock.kick_tx()?;
-            sock.complete();
-        }
-    }
-    sock.flush(Some(Duration::from_secs(1)))?;
-    let sent = sock.counters().tx_completed - done0;
-    Ok(clock.finish(sent, sent * packet.len() as u64))
-}
-
-/// Sends every received packet back out of the same socket with its MAC addresses
-/// swapped, for `duration` (or until `stop`).
-pub fn l2fwd(
-    sock: &mut XskSocket,
-    batch: u32,
-    duration: Duration,
-    poll: bool,
-    linger: Duration,
-    mut stop: impl Stop,
-) -> Result<LoopStats> {
-    let clock = Clock::new(duration);
-    let (b0, p0) = (sock.counters().tx_bytes, sock.counters().tx_packets);
-    while !clock.done(&mut stop) {
-        let n = sock.forward_back(batch, true)?;
-        if n == 0 && poll {
-            sock.poll(libc::POLLIN, Some(POLL_SLICE))?;
-        } else if n < batch && !linger.is_zero() {
-            std::thread::sleep(linger);
-        }
-    }
-    sock.flush(Some(Duration::from_secs(1)))?;
-    let c = sock.counters();
-    Ok(clock.finish(c.tx_packets - p0, c.tx_bytes - b0))
-}
 
 /// What a sequence-checked run ([`sequence_check`]) saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -257,8 +101,8 @@ pub fn sequence_check(
 ) -> Result<SequenceStats> {
     let len = run.template.len();
     if len < SEQ_MIN_PACKET {
-        return Err(crate::error::Error::new(
-            crate::error::ErrorKind::PacketSize,
+        return Err(Error::new(
+            ErrorKind::PacketSize,
             format!(
                 "the template is {len} bytes: a sequence-checked packet needs at least \
                  {SEQ_MIN_PACKET} (headers, then an 8-byte sequence number)"
@@ -269,12 +113,11 @@ pub fn sequence_check(
     let start = Instant::now();
     let batch = run.batch.max(1) as usize;
     let mut bufs = vec![vec![0u8; len]; batch];
-    let mut descs: Vec<XdpDesc> = Vec::with_capacity(batch);
     let mut st = SequenceStats::default();
     // The next sequence number to expect: one above the last that arrived.
     let mut expect = 0u64;
     let mut last_arrival = Instant::now();
-    let umem = Arc::clone(sock.umem());
+    let mut frames = sock.rx_frames(batch);
     while !stop.stop() {
         let in_flight = st.sent - expect;
         st.max_in_flight = st.max_in_flight.max(in_flight);
@@ -299,12 +142,8 @@ pub fn sequence_check(
                 }
             }
         }
-        descs.clear();
-        let n = sock.recv(batch as u32, &mut descs)?;
-        for d in &descs {
-            // SAFETY: the descriptor was validated by recv (inside one of this
-            // socket's frames) and the frame is ours until it is recycled below.
-            let data = unsafe { umem.slice(d.addr, d.len) };
+        let n = sock.recv(batch as u32, &mut frames)?;
+        for data in frames.packets() {
             match check_stamp(&run.template, run.swapped, data) {
                 None => st.corrupted += 1,
                 Some(seq) if seq < expect || seq >= st.sent => st.out_of_order += 1,
@@ -315,7 +154,7 @@ pub fn sequence_check(
                 }
             }
         }
-        sock.recycle(descs.iter().map(|d| d.addr));
+        sock.recycle(&mut frames);
         if n > 0 {
             last_arrival = Instant::now();
         } else if !can_send {

@@ -45,10 +45,9 @@
 //! garbage.
 #![allow(unsafe_code)]
 
-use std::alloc::Layout;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 // Under `--cfg loom` (rust/tests/loom_ring.rs) the shared indices and the entries are
@@ -66,35 +65,23 @@ type Slot<T> = T;
 #[cfg(loom)]
 type Slot<T> = loom::cell::UnsafeCell<T>;
 
-use crate::sys::XDP_RING_NEED_WAKEUP;
+use crate::sys::uapi::XDP_RING_NEED_WAKEUP;
+use crate::sys::Mapping;
 
-/// Memory that backs a ring: a kernel mmap, or a heap block for rings that live only
-/// in this process (unit tests and benchmarks).
+mod local;
+#[cfg(test)]
+mod tests;
+
+pub use local::LocalRing;
+
+/// Memory that backs a ring: a kernel mapping, or a heap block for rings that live only
+/// in this process (unit tests and benchmarks). Each frees itself on drop.
 pub(crate) enum Backing {
-    Mmap { ptr: NonNull<u8>, len: usize },
-    Heap { ptr: NonNull<u8>, layout: Layout },
-}
-
-// SAFETY: Backing only owns the memory (unmapping or freeing it on drop); all access to
-// the memory goes through the ring types, whose own Send rules apply.
-unsafe impl Send for Backing {}
-// SAFETY: as above, Backing exposes no access to the memory by itself.
-unsafe impl Sync for Backing {}
-
-impl Drop for Backing {
-    fn drop(&mut self) {
-        match *self {
-            Backing::Mmap { ptr, len } => {
-                // SAFETY: ptr/len are exactly what mmap returned, and no ring that
-                // points into the mapping is alive any more (each holds an Arc to us).
-                unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
-            }
-            Backing::Heap { ptr, layout } => {
-                // SAFETY: ptr was allocated with this layout by alloc_zeroed.
-                unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
-            }
-        }
-    }
+    // Never read: it only keeps the mapping alive.
+    #[allow(dead_code)]
+    Mapping(Mapping),
+    #[allow(dead_code)]
+    Heap(local::HeapBlock),
 }
 
 /// Where in the backing memory the parts of a ring are.
@@ -110,31 +97,46 @@ pub(crate) struct RingParts {
     size: u32,
 }
 
+/// The offsets of a ring's parts inside its memory, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingLayout {
+    pub producer: usize,
+    pub consumer: usize,
+    pub flags: usize,
+    pub entries: usize,
+    pub size: u32,
+}
+
 impl RingParts {
+    /// A ring inside `backing` laid out as `layout` says.
+    ///
+    /// # Safety
+    /// `base` must point at the start of `backing`'s memory, the producer, consumer and
+    /// flags words must be 4-byte aligned and inside it, and `size` entries of the
+    /// ring's entry type must fit at `entries` (for a kernel ring: the offsets and size
+    /// `XDP_MMAP_OFFSETS` and the ring size setsockopt gave for this very mapping).
+    pub(crate) unsafe fn new(backing: Backing, base: NonNull<u8>, layout: RingLayout) -> Self {
+        // SAFETY: the caller guarantees every offset is inside the memory.
+        let at = |off: usize| unsafe { NonNull::new_unchecked(base.as_ptr().add(off)) };
+        RingParts {
+            producer: at(layout.producer).cast(),
+            consumer: at(layout.consumer).cast(),
+            flags: at(layout.flags).cast(),
+            entries: at(layout.entries),
+            size: layout.size,
+            backing: Arc::new(backing),
+        }
+    }
+
     /// Takes ownership of a kernel ring mapping.
     ///
     /// # Safety
-    /// `ptr` must be a mapping of `len` bytes returned by mmap for this ring, and the
-    /// offsets must be those `XDP_MMAP_OFFSETS` gave for it: the producer, consumer and
-    /// flags words are 4-byte aligned and `size` entries of `T` fit at `entries`.
-    pub(crate) unsafe fn from_mmap(
-        ptr: NonNull<u8>,
-        len: usize,
-        producer: usize,
-        consumer: usize,
-        flags: usize,
-        entries: usize,
-        size: u32,
-    ) -> Self {
-        let at = |off: usize| NonNull::new_unchecked(ptr.as_ptr().add(off));
-        RingParts {
-            producer: at(producer).cast(),
-            consumer: at(consumer).cast(),
-            flags: at(flags).cast(),
-            entries: at(entries),
-            size,
-            backing: Arc::new(Backing::Mmap { ptr, len }),
-        }
+    /// As for [`RingParts::new`]: `layout` comes from `XDP_MMAP_OFFSETS` for the ring
+    /// `mapping` maps.
+    pub(crate) unsafe fn from_mapping(mapping: Mapping, layout: RingLayout) -> Self {
+        let base = mapping.ptr();
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::new(Backing::Mapping(mapping), base, layout) }
     }
 }
 
@@ -143,120 +145,6 @@ fn assert_ring_size(size: u32) {
         size.is_power_of_two(),
         "ring size {size} is not a power of two"
     );
-}
-
-/// A ring this process both produces and consumes (for tests and benchmarks of the
-/// ring logic without a kernel). `producer()` and `consumer()` give the two ends.
-pub struct LocalRing<T> {
-    parts: RingParts,
-    /// Whether the producer and the consumer end were handed out (once each).
-    taken: [AtomicBool; 2],
-    _entry: PhantomData<T>,
-}
-
-impl<T: Copy> LocalRing<T> {
-    /// A ring of `size` entries (a power of two), its indices starting at `start` so
-    /// that tests can begin right below the 32-bit wrap-around.
-    pub fn new(size: u32, start: u32) -> Self {
-        assert_ring_size(size);
-        // Producer, consumer and flags each on their own cache line, as the kernel lays
-        // them out.
-        let line = std::mem::size_of::<AtomicU32>().next_multiple_of(64);
-        let header = 3 * line;
-        let layout = Layout::from_size_align(
-            header + size as usize * std::mem::size_of::<Slot<T>>(),
-            64.max(std::mem::align_of::<Slot<T>>()),
-        )
-        .expect("ring layout");
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).expect("out of memory allocating a ring");
-        // SAFETY: all offsets are inside the allocation and suitably aligned.
-        let parts = unsafe {
-            RingParts {
-                producer: NonNull::new_unchecked(raw).cast(),
-                consumer: NonNull::new_unchecked(raw.add(line)).cast(),
-                flags: NonNull::new_unchecked(raw.add(2 * line)).cast(),
-                entries: NonNull::new_unchecked(raw.add(header)),
-                size,
-                backing: Arc::new(Backing::Heap { ptr, layout }),
-            }
-        };
-        #[cfg(loom)]
-        // SAFETY: loom's types must be constructed, not zeroed: write each one in place
-        // (the memory is ours, properly aligned, and holds nothing yet). Every entry
-        // type of a ring is plain old data, for which zero is a valid value.
-        unsafe {
-            for (at, value) in [
-                (parts.producer, start),
-                (parts.consumer, start),
-                (parts.flags, 0),
-            ] {
-                at.as_ptr().write(AtomicU32::new(value));
-            }
-            let entries = parts.entries.as_ptr().cast::<Slot<T>>();
-            for i in 0..size as usize {
-                entries
-                    .add(i)
-                    .write(loom::cell::UnsafeCell::new(std::mem::zeroed()));
-            }
-        }
-        let ring = LocalRing {
-            parts,
-            taken: [AtomicBool::new(false), AtomicBool::new(false)],
-            _entry: PhantomData,
-        };
-        ring.producer_index().store(start, Ordering::Relaxed);
-        ring.consumer_index().store(start, Ordering::Relaxed);
-        ring
-    }
-
-    fn producer_index(&self) -> &AtomicU32 {
-        // SAFETY: the index lives in memory owned by self.parts.backing.
-        unsafe { self.parts.producer.as_ref() }
-    }
-
-    fn consumer_index(&self) -> &AtomicU32 {
-        // SAFETY: the index lives in memory owned by self.parts.backing.
-        unsafe { self.parts.consumer.as_ref() }
-    }
-
-    /// The producing end. A ring has a single producer: a second call panics.
-    pub fn producer(&self) -> ProducerRing<T> {
-        assert!(
-            !self.taken[0].swap(true, Ordering::AcqRel),
-            "LocalRing::producer() called twice: a ring has one producer"
-        );
-        // SAFETY: the parts describe a valid ring of T, and the flag above makes this
-        // the only producer.
-        unsafe { ProducerRing::new(self.parts.clone()) }
-    }
-
-    /// The consuming end. A ring has a single consumer: a second call panics.
-    pub fn consumer(&self) -> ConsumerRing<T> {
-        assert!(
-            !self.taken[1].swap(true, Ordering::AcqRel),
-            "LocalRing::consumer() called twice: a ring has one consumer"
-        );
-        // SAFETY: the parts describe a valid ring of T, and the flag above makes this
-        // the only consumer.
-        unsafe { ConsumerRing::new(self.parts.clone()) }
-    }
-
-    /// Sets or clears the need-wakeup flag, as the kernel would.
-    pub fn set_need_wakeup(&self, on: bool) {
-        // SAFETY: the flags word lives in memory owned by self.parts.backing.
-        let flags = unsafe { self.parts.flags.as_ref() };
-        flags.store(if on { XDP_RING_NEED_WAKEUP } else { 0 }, Ordering::Release);
-    }
-
-    /// The shared (published) producer and consumer indices.
-    pub fn shared_indices(&self) -> (u32, u32) {
-        (
-            self.producer_index().load(Ordering::Acquire),
-            self.consumer_index().load(Ordering::Acquire),
-        )
-    }
 }
 
 /// Shared state of both ends: pointers into the ring memory.
@@ -313,9 +201,14 @@ impl<T: Copy> Ring<T> {
     unsafe fn write_slot(&self, index: u32, value: T) {
         // SAFETY: the slot is inside the ring (see slot) and the caller owns it.
         #[cfg(not(loom))]
-        self.slot(index).write(value);
+        unsafe {
+            self.slot(index).write(value)
+        };
+        // SAFETY: as above.
         #[cfg(loom)]
-        (*self.slot(index)).with_mut(|p| p.write(value));
+        unsafe {
+            (*self.slot(index)).with_mut(|p| p.write(value))
+        };
     }
 
     /// # Safety
@@ -324,9 +217,10 @@ impl<T: Copy> Ring<T> {
     unsafe fn read_slot(&self, index: u32) -> T {
         // SAFETY: the slot is inside the ring (see slot) and published to the caller.
         #[cfg(not(loom))]
-        return self.slot(index).read();
+        return unsafe { self.slot(index).read() };
+        // SAFETY: as above.
         #[cfg(loom)]
-        return (*self.slot(index)).with(|p| p.read());
+        return unsafe { (*self.slot(index)).with(|p| p.read()) };
     }
 }
 
@@ -614,237 +508,5 @@ impl<T: Copy> Drop for Peeked<'_, T> {
     fn drop(&mut self) {
         // Neither released nor consumed: the entries stay for the next peek.
         self.ring.cached_cons = self.start;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pair(size: u32, start: u32) -> (LocalRing<u64>, ProducerRing<u64>, ConsumerRing<u64>) {
-        let ring = LocalRing::new(size, start);
-        let p = ring.producer();
-        let c = ring.consumer();
-        (ring, p, c)
-    }
-
-    fn produce(p: &mut ProducerRing<u64>, values: &[u64]) -> u32 {
-        let mut r = p.reserve(values.len() as u32);
-        let n = r.len();
-        for i in 0..n {
-            r.write(i, values[i as usize]);
-        }
-        r.submit_all();
-        n
-    }
-
-    fn consume(c: &mut ConsumerRing<u64>, n: u32) -> Vec<u64> {
-        let peek = c.peek(n);
-        let out: Vec<u64> = (0..peek.len()).map(|i| peek.read(i)).collect();
-        peek.release_all();
-        out
-    }
-
-    #[test]
-    fn fifo_round_trip() {
-        let (_r, mut p, mut c) = pair(8, 0);
-        assert_eq!(produce(&mut p, &[1, 2, 3]), 3);
-        assert_eq!(consume(&mut c, 8), vec![1, 2, 3]);
-        assert_eq!(consume(&mut c, 8), Vec::<u64>::new());
-    }
-
-    #[test]
-    fn full_ring_refuses_more() {
-        let (_r, mut p, mut c) = pair(4, 0);
-        assert_eq!(produce(&mut p, &[1, 2, 3, 4, 5, 6]), 4);
-        assert_eq!(p.free(1), 0);
-        assert!(p.reserve(1).is_empty());
-        assert_eq!(consume(&mut c, 1), vec![1]);
-        // The producer's cache still says full; asking refreshes it.
-        assert_eq!(p.free(1), 1);
-        assert_eq!(produce(&mut p, &[5]), 1);
-        assert_eq!(consume(&mut c, 10), vec![2, 3, 4, 5]);
-    }
-
-    #[test]
-    fn empty_ring_gives_nothing() {
-        let (_r, _p, mut c) = pair(4, 0);
-        let peek = c.peek(4);
-        assert!(peek.is_empty());
-        peek.release_all();
-        assert_eq!(c.available(1), 0);
-    }
-
-    #[test]
-    fn indices_wrap_around_u32() {
-        // Start four entries below the wrap so every batch crosses it.
-        let start = u32::MAX - 3;
-        let (ring, mut p, mut c) = pair(8, start);
-        let mut next = 0u64;
-        let mut expect = 0u64;
-        for _ in 0..100 {
-            let vals: Vec<u64> = (next..next + 5).collect();
-            next += produce(&mut p, &vals) as u64;
-            for v in consume(&mut c, 3) {
-                assert_eq!(v, expect);
-                expect += 1;
-            }
-        }
-        for v in consume(&mut c, 8) {
-            assert_eq!(v, expect);
-            expect += 1;
-        }
-        assert_eq!(expect, next);
-        let (prod, cons) = ring.shared_indices();
-        assert_eq!(prod, cons);
-        assert_eq!(prod, start.wrapping_add(next as u32));
-        assert!(prod < start, "the indices wrapped");
-    }
-
-    #[test]
-    fn cancel_returns_unconsumed_entries() {
-        let (_r, mut p, mut c) = pair(8, u32::MAX - 1);
-        produce(&mut p, &[10, 11, 12, 13, 14]);
-        let mut peek = c.peek(5);
-        assert_eq!(peek.len(), 5);
-        // Consumer accepted 10 and 11, then stopped: cancel the last 3.
-        peek.cancel(3);
-        assert_eq!(peek.len(), 2);
-        assert_eq!(peek.read(1), 11);
-        peek.release_all();
-        assert_eq!(consume(&mut c, 8), vec![12, 13, 14]);
-    }
-
-    #[test]
-    fn partial_release_and_dropped_peek_keep_entries() {
-        let (_r, mut p, mut c) = pair(8, 0);
-        produce(&mut p, &[1, 2, 3, 4]);
-        let peek = c.peek(4);
-        peek.release(1);
-        {
-            let peek = c.peek(4);
-            assert_eq!(peek.read(0), 2);
-            // dropped without release
-        }
-        assert_eq!(consume(&mut c, 8), vec![2, 3, 4]);
-    }
-
-    #[test]
-    fn unsubmitted_reservation_is_cancelled() {
-        let (ring, mut p, mut c) = pair(8, 0);
-        {
-            let mut r = p.reserve(4);
-            r.write(0, 99);
-        }
-        assert_eq!(ring.shared_indices(), (0, 0));
-        let mut r = p.reserve(2);
-        r.write(0, 7);
-        r.write(1, 8);
-        r.submit(1);
-        assert_eq!(consume(&mut c, 8), vec![7]);
-        assert_eq!(produce(&mut p, &[9]), 1);
-        assert_eq!(consume(&mut c, 8), vec![9]);
-    }
-
-    #[test]
-    fn cached_indices_refresh_only_when_needed() {
-        let (ring, mut p, mut c) = pair(8, 0);
-        assert_eq!(produce(&mut p, &[1, 2, 3, 4, 5, 6, 7, 8]), 8);
-        // The consumer caches producer=8.
-        assert_eq!(c.available(1), 8);
-        let peek = c.peek(2);
-        peek.release_all();
-        // The producer cached consumer=0 (ring full); a request it cannot meet refreshes.
-        assert_eq!(p.free(0), 0, "no refresh for a request the cache meets");
-        assert_eq!(p.free(2), 2);
-        assert_eq!(produce(&mut p, &[9, 10]), 2);
-        // The consumer's cache still holds 6 entries: a small peek does not see 9, 10.
-        assert_eq!(c.available(6), 6);
-        assert_eq!(c.available(7), 8, "a larger request re-reads the producer");
-        assert_eq!(ring.shared_indices(), (10, 2));
-    }
-
-    #[test]
-    fn need_wakeup_flag() {
-        let (ring, p, c) = pair(4, 0);
-        assert!(!p.needs_wakeup());
-        ring.set_need_wakeup(true);
-        assert!(p.needs_wakeup() && c.needs_wakeup());
-        ring.set_need_wakeup(false);
-        assert!(!p.needs_wakeup());
-    }
-
-    #[test]
-    fn descriptor_entries() {
-        use crate::sys::XdpDesc;
-        let ring = LocalRing::<XdpDesc>::new(4, 0);
-        let mut p = ring.producer();
-        let mut c = ring.consumer();
-        let mut r = p.reserve(2);
-        r.write(
-            0,
-            XdpDesc {
-                addr: 4096,
-                len: 60,
-                options: 0,
-            },
-        );
-        r.write(
-            1,
-            XdpDesc {
-                addr: 8192,
-                len: 1514,
-                options: 0,
-            },
-        );
-        r.submit_all();
-        let peek = c.peek(4);
-        assert_eq!(peek.len(), 2);
-        assert_eq!(peek.read(1).len, 1514);
-        assert_eq!(peek.read(0).addr, 4096);
-        peek.release_all();
-    }
-
-    #[test]
-    fn threads_agree() {
-        let ring = LocalRing::<u64>::new(64, u32::MAX - 1000);
-        let mut p = ring.producer();
-        let mut c = ring.consumer();
-        const N: u64 = 200_000;
-        let producer = std::thread::spawn(move || {
-            let mut next = 0;
-            while next < N {
-                let mut r = p.reserve(16.min((N - next) as u32));
-                for i in 0..r.len() {
-                    r.write(i, next + i as u64);
-                }
-                next += r.len() as u64;
-                r.submit_all();
-            }
-        });
-        let mut expect = 0;
-        while expect < N {
-            let peek = c.peek(32);
-            for i in 0..peek.len() {
-                assert_eq!(peek.read(i), expect);
-                expect += 1;
-            }
-            peek.release_all();
-        }
-        producer.join().unwrap();
-    }
-
-    #[test]
-    #[should_panic(expected = "one producer")]
-    fn one_producer_only() {
-        let ring = LocalRing::<u64>::new(8, 0);
-        let _a = ring.producer();
-        let _b = ring.producer();
-    }
-
-    #[test]
-    #[should_panic(expected = "not a power of two")]
-    fn size_must_be_power_of_two() {
-        let _ = LocalRing::<u64>::new(6, 0);
     }
 }

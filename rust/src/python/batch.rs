@@ -1,0 +1,348 @@
+//! Received packets in Python: [`RxBatch`] (one `recv()`), [`Frame`] (one packet, a
+//! zero-copy buffer over its UMEM frame) and the buffer protocol that exports it.
+//!
+//! The rules: a batch owns its frames until it is released (explicitly, by leaving its
+//! `with` block, or when it is garbage-collected); releasing it while a memoryview of
+//! one of its frames is alive raises BatchInUseError, and touching a frame after
+//! release raises BatchReleasedError. No view ever reads a frame the kernel reuses.
+#![allow(unsafe_code)]
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::{PyIndexError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use super::args::u32_buffer;
+use super::core::{lock, Core};
+use super::errors::{config_err, BatchInUseError, BatchReleasedError};
+use crate::sys::XdpDesc;
+use crate::umem::RxFrames;
+
+#[derive(Default)]
+pub(super) struct BatchState {
+    /// The frames, until the batch is released.
+    pub(super) frames: Option<RxFrames>,
+    /// Live buffer exports (memoryviews) of this batch's frames.
+    exports: usize,
+}
+
+/// Packets received by one `recv()` call. Index it (or iterate) for `Frame` objects;
+/// release it (or leave its `with` block) to give the frames back to the kernel.
+#[pyclass(frozen, sequence, module = "afxdp_rs._afxdp")]
+pub struct RxBatch {
+    core: Arc<Core>,
+    /// Where each packet is (kept after release, for len() and repr()).
+    descs: Vec<XdpDesc>,
+    pub(super) state: Mutex<BatchState>,
+}
+
+impl RxBatch {
+    pub(super) fn new(core: Arc<Core>, frames: RxFrames) -> Self {
+        RxBatch {
+            core,
+            descs: frames.descs().to_vec(),
+            state: Mutex::new(BatchState {
+                frames: Some(frames),
+                exports: 0,
+            }),
+        }
+    }
+
+    /// The state, if the batch was not released; the guard keeps it so.
+    fn check_live(&self) -> PyResult<MutexGuard<'_, BatchState>> {
+        let st = lock(&self.state);
+        if st.frames.is_none() {
+            return Err(BatchReleasedError::new_err(
+                "this batch was released: its frames went back to the kernel and may hold \
+                 other packets now; copy data (bytes(frame)) before releasing",
+            ));
+        }
+        Ok(st)
+    }
+
+    fn index(&self, i: isize) -> PyResult<usize> {
+        let n = self.descs.len() as isize;
+        let j = if i < 0 { i + n } else { i };
+        if j < 0 || j >= n {
+            return Err(PyIndexError::new_err(format!(
+                "frame index {i} out of range for a batch of {n}"
+            )));
+        }
+        Ok(j as usize)
+    }
+
+    /// Gives the frames back, unless a view of one is alive.
+    pub(super) fn release_frames(&self) -> PyResult<()> {
+        let mut st = lock(&self.state);
+        if st.exports > 0 {
+            return Err(BatchInUseError::new_err(format!(
+                "{} memoryview(s) of this batch's frames are still alive: release them \
+                 (memoryview.release() or del) before releasing the batch, so that no view \
+                 reads a frame the kernel reuses",
+                st.exports
+            )));
+        }
+        if let Some(frames) = st.frames.take() {
+            self.core.give_back(frames);
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of frame `i` of a live batch (its state guard `st`).
+fn packet<'a>(st: &'a MutexGuard<'_, BatchState>, i: usize) -> &'a [u8] {
+    st.frames
+        .as_ref()
+        .expect("checked live under this guard")
+        .packet(i)
+}
+
+#[pymethods]
+impl RxBatch {
+    fn __len__(&self) -> usize {
+        self.descs.len()
+    }
+
+    fn __getitem__(slf: &Bound<'_, Self>, i: isize) -> PyResult<Frame> {
+        let this = slf.get();
+        let index = this.index(i)?;
+        drop(this.check_live()?);
+        Ok(Frame {
+            batch: slf.clone().unbind(),
+            index,
+        })
+    }
+
+    fn __iter__(slf: &Bound<'_, Self>) -> BatchIter {
+        BatchIter {
+            batch: slf.clone().unbind(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The length of each packet.
+    fn lengths(&self) -> Vec<u32> {
+        self.descs.iter().map(|d| d.len).collect()
+    }
+
+    /// Copies the packets end to end into the writable buffer `data` and their lengths
+    /// into `lengths` (a writable uint32 buffer with room for len(batch) entries), e.g.
+    /// numpy arrays. Returns the bytes written.
+    fn copy_into(&self, data: &Bound<'_, PyAny>, lengths: &Bound<'_, PyAny>) -> PyResult<usize> {
+        // Get the buffers before locking the batch: `data` may be one of its frames.
+        let out = pyo3::buffer::PyBuffer::<u8>::get(data)?;
+        let lens = u32_buffer(lengths)?;
+        let st = self.check_live()?;
+        if out.readonly() || lens.readonly() || !out.is_c_contiguous() || !lens.is_c_contiguous() {
+            return Err(PyTypeError::new_err(
+                "data and lengths must be writable, contiguous buffers",
+            ));
+        }
+        let total: usize = self.descs.iter().map(|d| d.len as usize).sum();
+        if out.len_bytes() < total || lens.item_count() < self.descs.len() {
+            return Err(config_err(format!(
+                "copy_into needs {total} bytes of data and {} lengths; got {} and {}",
+                self.descs.len(),
+                out.len_bytes(),
+                lens.item_count()
+            )));
+        }
+        // SAFETY: both are writable, contiguous exports checked above, large enough,
+        // and alive for this call; we hold the GIL, so no Python code runs meanwhile.
+        let (dst, lst) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(out.buf_ptr() as *mut u8, out.len_bytes()),
+                std::slice::from_raw_parts_mut(lens.buf_ptr() as *mut u32, lens.item_count()),
+            )
+        };
+        let mut off = 0;
+        for (i, d) in self.descs.iter().enumerate() {
+            let src = packet(&st, i);
+            dst[off..off + src.len()].copy_from_slice(src);
+            lst[i] = d.len;
+            off += src.len();
+        }
+        Ok(off)
+    }
+
+    /// Copies every packet out as a list of bytes.
+    fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let st = self.check_live()?;
+        let items: Vec<Bound<'py, PyBytes>> = (0..self.descs.len())
+            .map(|i| PyBytes::new(py, packet(&st, i)))
+            .collect();
+        PyList::new(py, items)
+    }
+
+    #[getter]
+    fn released(&self) -> bool {
+        lock(&self.state).frames.is_none()
+    }
+
+    /// Gives the frames back to the kernel (fill ring). Raises BatchInUseError while
+    /// a memoryview of one of its frames is alive. Releasing twice is allowed.
+    fn release(&self) -> PyResult<()> {
+        self.release_frames()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<RxBatch {} packets{}>",
+            self.descs.len(),
+            if self.released() { " released" } else { "" }
+        )
+    }
+}
+
+impl Drop for RxBatch {
+    fn drop(&mut self) {
+        // Dropped without release(): the frames still go back (no view can be alive:
+        // each holds a reference to the batch).
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(frames) = st.frames.take() {
+            self.core.give_back(frames);
+        }
+    }
+}
+
+/// Iterator over the frames of a batch.
+#[pyclass(frozen, module = "afxdp_rs._afxdp")]
+pub struct BatchIter {
+    batch: Py<RxBatch>,
+    next: AtomicUsize,
+}
+
+#[pymethods]
+impl BatchIter {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let batch = self.batch.get();
+        if i >= batch.descs.len() {
+            return Ok(None);
+        }
+        drop(batch.check_live()?);
+        Ok(Some(Frame {
+            batch: self.batch.clone_ref(py),
+            index: i,
+        }))
+    }
+}
+
+/// One received packet: a zero-copy, writable buffer over its UMEM frame. Use
+/// `memoryview(frame)`, `bytes(frame)` or anything that takes a buffer. Any use after
+/// its batch was released raises BatchReleasedError.
+#[pyclass(frozen, module = "afxdp_rs._afxdp")]
+pub struct Frame {
+    pub(super) batch: Py<RxBatch>,
+    pub(super) index: usize,
+}
+
+#[pymethods]
+impl Frame {
+    fn __len__(&self) -> PyResult<usize> {
+        let batch = self.batch.get();
+        drop(batch.check_live()?);
+        Ok(batch.descs[self.index].len as usize)
+    }
+
+    fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let batch = self.batch.get();
+        let st = batch.check_live()?;
+        Ok(PyBytes::new(py, packet(&st, self.index)))
+    }
+
+    /// Offset of the packet in the UMEM.
+    #[getter]
+    fn addr(&self) -> u64 {
+        self.batch.get().descs[self.index].addr
+    }
+
+    /// The buffer protocol (memoryview(frame)).
+    ///
+    /// # Safety
+    /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
+    // SAFETY: see above; the unsafe operations inside are justified where they happen.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let (ptr, len) = {
+            let this = slf.get();
+            let batch = this.batch.get();
+            let mut st = batch.check_live()?;
+            let span = st
+                .frames
+                .as_ref()
+                .expect("checked live")
+                .packet_ptr(this.index);
+            st.exports += 1;
+            span
+        };
+        // SAFETY: view is the Py_buffer CPython gave us to fill; buf points into a frame
+        // this batch owns, which release() keeps while `exports` > 0, and the view holds
+        // a reference to this Frame (so to the batch, its frames and the UMEM).
+        unsafe {
+            (*view).obj = slf.into_any().into_ptr();
+            (*view).buf = ptr.as_ptr().cast();
+            (*view).len = len as ffi::Py_ssize_t;
+            (*view).readonly = 0;
+            (*view).itemsize = 1;
+            (*view).format = if flags & ffi::PyBUF_FORMAT != 0 {
+                c"B".as_ptr().cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).ndim = 1;
+            (*view).shape = if flags & ffi::PyBUF_ND != 0 {
+                &mut (*view).len
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+                &mut (*view).itemsize
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by CPython once per successful `__getbuffer__`; `_view` is not touched.
+    // SAFETY: see above; only this batch's export count changes.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        let mut st = lock(&self.batch.get().state);
+        st.exports = st.exports.saturating_sub(1);
+    }
+
+    fn __repr__(&self) -> String {
+        let batch = self.batch.get();
+        let d = batch.descs[self.index];
+        if batch.released() {
+            format!("<Frame addr={} len={} released>", d.addr, d.len)
+        } else {
+            format!("<Frame addr={} len={}>", d.addr, d.len)
+        }
+    }
+}

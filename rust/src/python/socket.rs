@@ -1,0 +1,476 @@
+//! `XskSocket` in Python: arguments in, one call into the core per batch with the GIL
+//! released, results out. No packet logic lives here.
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::args::{
+    fd_arg, packed_arg, packets_arg, raw_fd_arg, timeout_arg, u32_arg, u32_buffer, Held,
+};
+use super::batch::{Frame, RxBatch};
+use super::core::{lock, send_slice, sliced_wait, Core};
+use super::errors::{config_err, QueueError};
+use crate::error::Error;
+use crate::program::XdpMode;
+use crate::socket::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions, XskSocket};
+use crate::umem::{frame_size_error, UmemConfig};
+
+/// An AF_XDP socket on one queue of one interface.
+#[pyclass(frozen, module = "afxdp_rs._afxdp", name = "XskSocket")]
+pub struct PySocket {
+    pub(super) core: Arc<Core>,
+    #[pyo3(get)]
+    ifname: String,
+    #[pyo3(get)]
+    queue: u32,
+    #[pyo3(get)]
+    zerocopy: bool,
+    #[pyo3(get)]
+    attach_mode: Option<&'static str>,
+    #[pyo3(get)]
+    frame_size: u32,
+    #[pyo3(get)]
+    max_packet: u32,
+    /// The UMEM frame indices (start, end) this socket uses.
+    #[pyo3(get)]
+    frames: (u32, u32),
+    fd: i32,
+}
+
+impl PySocket {
+    /// Runs `f` on the open socket with the GIL released.
+    pub(super) fn with_socket<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut XskSocket) -> Result<R, Error> + Send,
+    ) -> PyResult<R> {
+        Ok(py.detach(|| self.core.locked(f))?)
+    }
+
+    /// Sends packets that were all checked already, waiting as `send` does.
+    fn send_checked(
+        &self,
+        py: Python<'_>,
+        slices: &[&[u8]],
+        timeout: Option<std::time::Duration>,
+    ) -> PyResult<usize> {
+        let mut sent = 0usize;
+        sliced_wait(py, timeout, |slice| {
+            send_slice(&self.core, slices, &mut sent, slice)
+        })?;
+        Ok(sent)
+    }
+}
+
+impl Drop for PySocket {
+    fn drop(&mut self) {
+        // Garbage-collected without close(): close it now (batches still hold the
+        // core, and with it the socket, otherwise).
+        drop(self.core.shutdown());
+    }
+}
+
+#[pymethods]
+impl PySocket {
+    #[new]
+    #[pyo3(signature = (
+        ifname, queue = 0, *, mode = "auto", bind = "auto", frame_size = 4096,
+        frame_count = 4096, headroom = 0, fill_size = 2048, comp_size = 2048,
+        rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
+        inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
+        shared_umem = None, frames = None, hold_fds = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        ifname: &str,
+        queue: i64,
+        mode: &str,
+        bind: &str,
+        frame_size: i64,
+        frame_count: i64,
+        headroom: i64,
+        fill_size: i64,
+        comp_size: i64,
+        rx_size: i64,
+        tx_size: i64,
+        need_wakeup: bool,
+        load_program: bool,
+        inhibit: bool,
+        sock_fd: Option<i64>,
+        xsks_map_fd: Option<i64>,
+        xsks_map_path: Option<&str>,
+        shared_umem: Option<&Bound<'_, PySocket>>,
+        frames: Option<(i64, i64)>,
+        hold_fds: Option<Vec<i64>>,
+    ) -> PyResult<Self> {
+        let queue = u32::try_from(queue).map_err(|_| {
+            QueueError::new_err(format!(
+                "queue={queue} is not a queue id: use a non-negative integer (0 for the first queue)"
+            ))
+        })?;
+        let mut maps = Vec::new();
+        if let Some(fd) = xsks_map_fd {
+            maps.push(MapSource::Fd(raw_fd_arg("xsks_map_fd", fd)?));
+        }
+        if let Some(path) = xsks_map_path {
+            maps.push(MapSource::Path(path));
+        }
+        let steering = Steering::choose(&SteeringOptions {
+            load_program,
+            inhibit,
+            handed_over: sock_fd.is_some(),
+            maps: &maps,
+            mode: XdpMode::parse(mode)?,
+        })?;
+        let config = SocketConfig {
+            umem: UmemConfig {
+                frame_size: u32::try_from(frame_size).map_err(|_| frame_size_error(frame_size))?,
+                frame_count: u32_arg("frame_count", frame_count)?,
+                headroom: u32_arg("headroom", headroom)?,
+            },
+            fill_size: u32_arg("fill_size", fill_size)?,
+            comp_size: u32_arg("comp_size", comp_size)?,
+            rx_size: u32_arg("rx_size", rx_size)?,
+            tx_size: u32_arg("tx_size", tx_size)?,
+            bind: BindMode::parse(bind)?,
+            need_wakeup,
+            steering,
+            frames: frames
+                .map(|(a, b)| Ok::<_, PyErr>((u32_arg("frames[0]", a)?, u32_arg("frames[1]", b)?)))
+                .transpose()?,
+            hold: hold_fds
+                .unwrap_or_default()
+                .into_iter()
+                .map(|fd| fd_arg("hold_fds", fd).map(Arc::new))
+                .collect::<PyResult<_>>()?,
+            ..SocketConfig::default()
+        };
+        let fd = sock_fd.map(|fd| fd_arg("sock_fd", fd)).transpose()?;
+        let owner = shared_umem.map(|o| o.get());
+        let sock = py.detach(|| match owner {
+            Some(o) => o
+                .core
+                .locked(|s| XskSocket::open_with(ifname, queue, config, fd, Some(s))),
+            None => XskSocket::open_with(ifname, queue, config, fd, None),
+        })?;
+        Ok(PySocket {
+            ifname: ifname.to_string(),
+            queue,
+            zerocopy: sock.zerocopy(),
+            attach_mode: sock.attach_mode().map(|m| m.as_str()),
+            frame_size: sock.config().umem.frame_size,
+            frames: sock.frames(),
+            max_packet: sock.max_packet(),
+            fd: sock.fd().as_raw_fd(),
+            core: Arc::new(Core::new(sock)),
+        })
+    }
+
+    /// Receives up to `max` packets as one batch, waiting up to `timeout` seconds
+    /// (None: until a packet arrives; 0: not at all). The batch may be empty when the
+    /// time ran out. Frames stay owned by the batch until it is released.
+    #[pyo3(signature = (max = 64, timeout = None, linger = 0.0))]
+    fn recv(
+        &self,
+        py: Python<'_>,
+        max: i64,
+        timeout: Option<f64>,
+        linger: f64,
+    ) -> PyResult<RxBatch> {
+        let linger = timeout_arg(Some(linger))
+            .map_err(|_| {
+                config_err(format!(
+                    "linger={linger}: use 0 or a positive number of seconds"
+                ))
+            })?
+            .unwrap_or_default();
+        let max = u32_arg("max", max)?;
+        if max == 0 {
+            return Err(config_err("max=0: ask for at least one packet"));
+        }
+        let timeout = timeout_arg(timeout)?;
+        // A batch never holds more than the rx ring can: clamp before allocating.
+        let (max, watch, mut frames) = self.with_socket(py, |s| {
+            let max = max.min(s.config().rx_size.max(1));
+            Ok((max, s.watch(), s.rx_frames(max as usize)))
+        })?;
+        // Take what is there with the socket locked; wait with it unlocked, so other
+        // threads can send meanwhile.
+        let got = sliced_wait(py, timeout, |slice| {
+            if self.core.locked(|s| s.recv(max, &mut frames))? > 0 {
+                return Ok(Some(()));
+            }
+            watch.wait(libc::POLLIN, Some(slice))?;
+            Ok((self.core.locked(|s| s.recv(max, &mut frames))? > 0).then_some(()))
+        })?;
+        if got.is_some() && (frames.len() as u32) < max && !linger.is_zero() {
+            // Let more packets gather before handing out the batch: fewer wakeups (and
+            // less CPU) per packet, at the cost of up to `linger` of latency.
+            py.detach(|| std::thread::sleep(linger));
+            let more = max - frames.len() as u32;
+            // What recv already took is in `frames` and goes into the batch whatever
+            // happens; a failure here shows again on the next call.
+            let _ = self.with_socket(py, |s| s.recv(more, &mut frames));
+        }
+        Ok(RxBatch::new(Arc::clone(&self.core), frames))
+    }
+
+    /// Sends a sequence of bytes-like packets (bytes, bytearray, memoryview, Frame).
+    /// Waits up to `timeout` seconds (None: as long as needed) for free frames and tx
+    /// ring space; returns how many were queued, which is fewer than `len(packets)`
+    /// only when the time ran out. Each packet is checked before any is queued.
+    #[pyo3(signature = (packets, timeout = None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        packets: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let timeout = timeout_arg(timeout)?;
+        let held = packets_arg(py, packets)?;
+        let slices: Vec<&[u8]> = held.iter().map(Held::bytes).collect();
+        self.with_socket(py, |s| s.check_packets(&slices))?;
+        self.send_checked(py, &slices, timeout)
+    }
+
+    /// Waits up to `timeout` seconds (None: as long as needed) until every queued
+    /// packet has left (is on the completion ring). Returns whether all did.
+    #[pyo3(signature = (timeout = None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout_arg(timeout)?;
+        let done = sliced_wait(py, timeout, |slice| {
+            self.core
+                .locked(|s| Ok(s.flush(Some(slice))?.then_some(())))
+        })?;
+        Ok(done.is_some())
+    }
+
+    /// Hands up to `max` received packets, one at a time, to `consumer(frame)`, which
+    /// returns True when it took the packet, False when it cannot take it now. At the
+    /// first False the rest are cancelled: they stay in the rx ring, in order, for the
+    /// next recv()/deliver() (nothing is lost; the kernel counts what does not fit
+    /// while the ring is full). Frames are valid only during the call: copy what you
+    /// keep. Returns (packets taken, whether the consumer stopped). Never waits.
+    #[pyo3(signature = (consumer, max = 64))]
+    fn deliver(
+        &self,
+        py: Python<'_>,
+        consumer: &Bound<'_, PyAny>,
+        max: i64,
+    ) -> PyResult<(usize, bool)> {
+        let max = u32_arg("max", max)?;
+        let frames = self.with_socket(py, |s| {
+            let max = max.min(s.config().rx_size.max(1));
+            let mut frames = s.rx_frames(max as usize);
+            s.rx_peek(max, &mut frames)?;
+            Ok(frames)
+        })?;
+        if frames.is_empty() {
+            return Ok((0, false));
+        }
+        let n = frames.len();
+        let batch = Bound::new(py, RxBatch::new(Arc::clone(&self.core), frames))?;
+        let mut taken = 0;
+        let mut failure = None;
+        for index in 0..n {
+            let frame = Frame {
+                batch: batch.clone().unbind(),
+                index,
+            };
+            match consumer.call1((frame,)).and_then(|r| r.is_truthy()) {
+                Ok(true) => taken += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // The consumer took `taken`: those become the batch's, the rest stay in the
+        // ring. The frames leave the batch while the socket settles the peek.
+        let this = batch.get();
+        let mut frames = lock(&this.state).frames.take().expect("a fresh batch");
+        let settled = self.with_socket(py, |s| s.rx_consume(taken as u32, &mut frames));
+        lock(&this.state).frames = Some(frames);
+        settled?;
+        this.release_frames()?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok((taken, taken < n))
+    }
+
+    /// Sends up to `max` received packets back out of this socket, without copying,
+    /// with the Ethernet source and destination swapped (`swap_macs`): an L2 "reflector"
+    /// done in one call per batch. Never waits; returns how many were forwarded.
+    #[pyo3(signature = (max = 64, swap_macs = true))]
+    fn l2fwd(&self, py: Python<'_>, max: i64, swap_macs: bool) -> PyResult<u32> {
+        let max = u32_arg("max", max)?;
+        self.with_socket(py, |s| s.forward_back(max, swap_macs))
+    }
+
+    /// Sends packets laid end to end in one buffer: packet i is the next
+    /// `lengths[i]` bytes of `data` (`lengths`: a buffer of uint32, e.g. a numpy array).
+    /// One call, no Python object per packet. Waits as `send` does; returns how many
+    /// were queued.
+    #[pyo3(signature = (data, lengths, timeout = None))]
+    fn send_packed(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        lengths: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let timeout = timeout_arg(timeout)?;
+        let data = packed_arg(py, data)?;
+        let lengths = u32_buffer(lengths)?;
+        if !lengths.is_c_contiguous() {
+            return Err(PyTypeError::new_err(
+                "data and lengths must be contiguous buffers",
+            ));
+        }
+        let lens = lengths.to_vec(py)?;
+        let bytes = data.bytes();
+        let total: u64 = lens.iter().map(|&l| l as u64).sum();
+        if total > bytes.len() as u64 {
+            return Err(config_err(format!(
+                "lengths add up to {total} bytes but data has {}: they must describe it",
+                bytes.len()
+            )));
+        }
+        let mut slices = Vec::with_capacity(lens.len());
+        let mut off = 0usize;
+        for &l in &lens {
+            slices.push(&bytes[off..off + l as usize]);
+            off += l as usize;
+        }
+        self.with_socket(py, |s| s.check_packets(&slices))?;
+        self.send_checked(py, &slices, timeout)
+    }
+
+    /// Whether the kernel asked for a system call to go on sending (with frames
+    /// outstanding, a writer should poll the socket for POLLOUT).
+    #[getter]
+    fn tx_needs_wakeup(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with_socket(py, |s| Ok(s.tx_needs_wakeup()))
+    }
+
+    /// Packets queued for sending that the kernel has not completed yet.
+    #[getter]
+    fn tx_outstanding(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with_socket(py, |s| {
+            s.complete();
+            Ok(s.tx_outstanding())
+        })
+    }
+
+    /// Waits up to `timeout` seconds for a packet to receive; returns whether one is
+    /// there. Packets stay in the ring for the next recv().
+    #[pyo3(signature = (timeout = None))]
+    fn wait_readable(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout_arg(timeout)?;
+        let watch = self.with_socket(py, |s| {
+            s.refill();
+            Ok(s.watch())
+        })?;
+        let ready = sliced_wait(py, timeout, |slice| {
+            Ok(watch.wait(libc::POLLIN, Some(slice))?.then_some(()))
+        })?;
+        Ok(ready.is_some())
+    }
+
+    /// The kernel's XDP_STATISTICS counters and the library's own, as a dict.
+    fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (k, c, f) = self.with_socket(py, |s| {
+            Ok((s.statistics()?, s.counters(), s.frame_counts()))
+        })?;
+        let d = PyDict::new(py);
+        let items: [(&str, u64); 21] = [
+            ("rx_dropped", k.rx_dropped),
+            ("rx_invalid_descs", k.rx_invalid_descs),
+            ("tx_invalid_descs", k.tx_invalid_descs),
+            ("rx_ring_full", k.rx_ring_full),
+            ("rx_fill_ring_empty_descs", k.rx_fill_ring_empty_descs),
+            ("tx_ring_empty_descs", k.tx_ring_empty_descs),
+            ("rx_packets", c.rx_packets),
+            ("rx_bytes", c.rx_bytes),
+            ("tx_packets", c.tx_packets),
+            ("tx_bytes", c.tx_bytes),
+            ("tx_completed", c.tx_completed),
+            ("tx_wakeups", c.tx_wakeups),
+            ("rx_wakeups", c.rx_wakeups),
+            ("invalid_completions", c.invalid_completions),
+            ("invalid_rx_descs", c.invalid_rx_descs),
+            ("invalid_returns", c.invalid_returns),
+            // Where the socket's frames are: these four always add up to frame_count.
+            ("free_frames", f.free as u64),
+            ("tx_outstanding", f.tx_outstanding as u64),
+            ("rx_held", f.rx_held as u64),
+            ("rx_in_kernel", f.rx_in_kernel as u64),
+            ("frame_count", f.total as u64),
+        ];
+        for (name, value) in items {
+            d.set_item(name, value)?;
+        }
+        Ok(d)
+    }
+
+    /// For tests of the kernel's counters only: puts `addr` on the fill ring without
+    /// any check, taking it out of the socket's pool if it is there.
+    fn _post_fill_unchecked(&self, py: Python<'_>, addr: u64) -> PyResult<()> {
+        self.with_socket(py, |s| s.post_fill_unchecked(addr))
+    }
+
+    /// For tests of the kernel's counters only: puts a tx descriptor on the ring
+    /// without any check and kicks the kernel.
+    fn _post_tx_unchecked(&self, py: Python<'_>, addr: u64, len: u32) -> PyResult<()> {
+        self.with_socket(py, |s| s.post_tx_unchecked(addr, len))
+    }
+
+    /// The socket's file descriptor (for select/poll/selectors and asyncio).
+    fn fileno(&self) -> PyResult<i32> {
+        if self.core.is_closed() {
+            return Err(Error::closed().into());
+        }
+        Ok(self.fd)
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Closes the socket: unregisters it from the XDP program (detaching the program
+    /// if this was the last socket of the interface) and frees the rings. Batches
+    /// still held stay readable until released. Closing twice is allowed.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| drop(self.core.shutdown()));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!(
+            "<XskSocket {} queue {} {} mode={} zerocopy={}>",
+            self.ifname,
+            self.queue,
+            state,
+            self.attach_mode.unwrap_or("none"),
+            self.zerocopy
+        )
+    }
+}

@@ -1,0 +1,222 @@
+//! What a socket is opened with: ring sizes, bind flags, the UMEM geometry, and how
+//! packets are steered to it ([`Steering`]). Everything is checked before anything is
+//! set up, and every error names the value and says what to use instead.
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+#[cfg(feature = "loader")]
+use crate::program::XdpMode;
+use crate::umem::UmemConfig;
+use crate::xskmap::XskMap;
+
+/// How to bind: copy mode, zero-copy, or whatever the driver supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// Let the kernel choose (zero-copy where the driver supports it, else copy).
+    #[default]
+    Auto,
+    /// `XDP_COPY`: always copy (QEMU's force-copy).
+    Copy,
+    /// `XDP_ZEROCOPY`: fail if the driver cannot do zero-copy.
+    ZeroCopy,
+}
+
+impl BindMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" | "default" => Ok(BindMode::Auto),
+            "copy" => Ok(BindMode::Copy),
+            "zerocopy" | "zero-copy" | "zc" => Ok(BindMode::ZeroCopy),
+            other => Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "bind={other:?} is not a bind mode: use \"copy\", \"zerocopy\" or \"auto\""
+                ),
+            )),
+        }
+    }
+}
+
+/// How packets reach the socket: which XDP program redirects them, and how the socket
+/// gets into that program's XSKMAP.
+#[derive(Debug, Clone)]
+pub enum Steering {
+    /// Attach the bundled program (shared by this process's sockets on the interface)
+    /// and register the socket in its map. Only for sockets with an rx ring.
+    #[cfg(feature = "loader")]
+    DefaultProgram(XdpMode),
+    /// Register the socket in this XSKMAP: a program someone else attached (QEMU's
+    /// `inhibit` with `xsks-map-fd`). The entry is removed when the socket closes.
+    Map(Arc<XskMap>),
+    /// Do nothing: the socket only sends, or whoever created it already put it in a
+    /// program's map (a handed-over socket, QEMU's `inhibit` with `sock-fds`).
+    None,
+}
+
+impl Default for Steering {
+    fn default() -> Self {
+        #[cfg(feature = "loader")]
+        return Steering::DefaultProgram(XdpMode::Auto);
+        #[cfg(not(feature = "loader"))]
+        return Steering::None;
+    }
+}
+
+/// Where the XSKMAP of a program someone else attached comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum MapSource<'a> {
+    /// A descriptor of the caller's (duplicated: the caller keeps its own).
+    Fd(RawFd),
+    /// A path on a bpf filesystem where the map is pinned.
+    Path(&'a str),
+}
+
+/// The options by which a caller chooses the steering (QEMU's `inhibit`, `sock-fds`
+/// and `xsks-map-fd`), checked for combinations that cannot work.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SteeringOptions<'a> {
+    /// Attach the default program (ignored with `inhibit`).
+    pub load_program: bool,
+    /// Use a program someone else attached: needs `handed_over` or `maps`.
+    pub inhibit: bool,
+    /// The socket comes from someone who already put it in a program's XSKMAP.
+    pub handed_over: bool,
+    /// The XSKMAP to register in (at most one).
+    pub maps: &'a [MapSource<'a>],
+    /// The attach mode of the default program.
+    #[cfg(feature = "loader")]
+    pub mode: XdpMode,
+}
+
+impl Steering {
+    /// The steering the options ask for, or an error naming what does not fit.
+    pub fn choose(o: &SteeringOptions<'_>) -> Result<Steering> {
+        let external = o.handed_over || !o.maps.is_empty();
+        if o.inhibit && !external {
+            return Err(config_error(
+                "inhibit=True loads no XDP program, so the socket needs one already \
+                 attached: pass sock_fd= (a socket already in that program's XSKMAP) or \
+                 xsks_map_fd= / xsks_map_path= (its XSKMAP, where this socket is inserted)",
+            ));
+        }
+        if external && !o.inhibit {
+            return Err(config_error(
+                "sock_fd, xsks_map_fd and xsks_map_path use an XDP program someone else \
+                 attached: pass inhibit=True with them",
+            ));
+        }
+        match o.maps {
+            [] => {}
+            [one] => {
+                let map = match *one {
+                    MapSource::Fd(fd) => XskMap::adopt(fd)?,
+                    MapSource::Path(path) => XskMap::open_pinned(path)?,
+                };
+                return Ok(Steering::Map(Arc::new(map)));
+            }
+            _ => return Err(config_error("pass xsks_map_fd or xsks_map_path, not both")),
+        }
+        if o.inhibit || !o.load_program {
+            return Ok(Steering::None);
+        }
+        #[cfg(feature = "loader")]
+        return Ok(Steering::DefaultProgram(o.mode));
+        #[cfg(not(feature = "loader"))]
+        return Err(config_error(
+            "this build of afxdp_rs has no program loader (the `loader` feature is off): \
+             pass load_program=False and steer packets with your own XDP program",
+        ));
+    }
+}
+
+fn config_error(msg: &str) -> Error {
+    Error::new(ErrorKind::InvalidConfig, msg)
+}
+
+/// Everything needed to open a socket.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    pub umem: UmemConfig,
+    /// Fill ring entries (power of two).
+    pub fill_size: u32,
+    /// Completion ring entries (power of two).
+    pub comp_size: u32,
+    /// Rx ring entries (power of two), 0 for a send-only socket.
+    pub rx_size: u32,
+    /// Tx ring entries (power of two), 0 for a receive-only socket.
+    pub tx_size: u32,
+    pub bind: BindMode,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (recommended; off means a syscall every batch).
+    pub need_wakeup: bool,
+    /// How packets reach the socket.
+    pub steering: Steering,
+    /// The UMEM frames (indices `start..end`) this socket's pool uses; `None` for all.
+    /// Sockets sharing a UMEM must use disjoint ranges.
+    pub frames: Option<(u32, u32)>,
+    /// Descriptors kept open as long as the socket: e.g. the BPF link of a program a
+    /// privileged helper attached, so the program stays exactly as long as the socket.
+    pub hold: Vec<Arc<OwnedFd>>,
+    /// How long to retry a bind that the kernel answers with EBUSY (a socket on the
+    /// same queue that was just closed is torn down asynchronously).
+    pub bind_retry: Duration,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig {
+            umem: UmemConfig::default(),
+            fill_size: 2048,
+            comp_size: 2048,
+            rx_size: 2048,
+            tx_size: 2048,
+            bind: BindMode::Auto,
+            need_wakeup: true,
+            steering: Steering::default(),
+            frames: None,
+            hold: Vec::new(),
+            bind_retry: Duration::from_secs(2),
+        }
+    }
+}
+
+const MAX_RING: u32 = 1 << 20;
+
+fn check_ring(name: &str, size: u32, optional: bool) -> Result<()> {
+    if optional && size == 0 {
+        return Ok(());
+    }
+    if !size.is_power_of_two() || size > MAX_RING {
+        let zero = if optional { ", or 0 for none" } else { "" };
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "{name}={size} is not a valid ring size: use a power of two from 1 to \
+                 {MAX_RING}{zero} (e.g. {})",
+                size.checked_next_power_of_two()
+                    .unwrap_or(MAX_RING)
+                    .clamp(1, MAX_RING)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl SocketConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.umem.validate()?;
+        check_ring("fill_size", self.fill_size, false)?;
+        check_ring("comp_size", self.comp_size, false)?;
+        check_ring("rx_size", self.rx_size, true)?;
+        check_ring("tx_size", self.tx_size, true)?;
+        if self.rx_size == 0 && self.tx_size == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "rx_size=0 and tx_size=0: a socket needs an rx ring, a tx ring or both",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! The socket's error messages: each names the value or the interface and says what to
+//! do about it.
+
+use std::io;
+
+use super::config::BindMode;
+use crate::error::{Error, ErrorKind};
+use crate::sys;
+use crate::umem::UmemConfig;
+
+/// Ethernet header plus one VLAN tag: what an interface accepts on top of its MTU.
+pub(super) const L2_OVERHEAD: u32 = 14 + 4;
+
+pub(super) fn bad_queue(ifname: &str, queue: u32, queues: Option<u32>) -> Error {
+    let have = match queues {
+        Some(1) => format!("{ifname} has 1 queue: use queue 0"),
+        Some(n) => format!("{ifname} has {n} queues: use 0 to {}", n - 1),
+        None => format!("check the queues of {ifname} with `ethtool -l {ifname}`"),
+    };
+    Error::new(
+        ErrorKind::InvalidQueue,
+        format!("queue {queue} does not exist: {have}"),
+    )
+    .with_errno(libc::EINVAL)
+}
+
+pub(super) fn shared_same_queue(ifname: &str, queue: u32) -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        format!(
+            "sharing the UMEM of the socket on {ifname} queue {queue} with another socket on \
+             the same queue is not supported: share it across queues (or interfaces)"
+        ),
+    )
+}
+
+pub(super) fn bind_error(
+    ifname: &str,
+    queue: u32,
+    mode: BindMode,
+    handed_over: bool,
+    e: io::Error,
+) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EINVAL) => {
+            if let Some((rxq, txq)) = sys::netdev::if_queue_count(ifname) {
+                if queue >= rxq.max(txq) {
+                    return bad_queue(ifname, queue, Some(rxq.max(txq)));
+                }
+            }
+            Error::os(format!("binding to {ifname} queue {queue}"), e)
+        }
+        Some(libc::EBUSY) if handed_over => Error::new(
+            ErrorKind::Busy,
+            format!(
+                "the handed-over socket for {ifname} queue {queue} is already bound (or the \
+                 queue is in use): pass a fresh, unbound AF_XDP socket"
+            ),
+        )
+        .with_errno(libc::EBUSY),
+        Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if mode == BindMode::ZeroCopy => {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "the driver of {ifname} cannot do zero-copy AF_XDP: use bind=\"auto\" (falls \
+                 back to copy mode) or bind=\"copy\""
+                ),
+            )
+            .with_errno(libc::EOPNOTSUPP)
+        }
+        Some(libc::EBUSY) => Error::new(
+            ErrorKind::Busy,
+            format!(
+                "{ifname} queue {queue} is in use by another AF_XDP socket (or a closed one \
+                 the kernel has not torn down yet): close it, or pick another queue"
+            ),
+        )
+        .with_errno(libc::EBUSY),
+        Some(libc::ENETDOWN) => Error::new(
+            ErrorKind::Os,
+            format!("{ifname} is down: bring it up first (ip link set dev {ifname} up)"),
+        )
+        .with_errno(libc::ENETDOWN),
+        _ => Error::os(format!("binding to {ifname} queue {queue}"), e),
+    }
+}
+
+pub(super) fn umem_error(cfg: &UmemConfig, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOBUFS) => {
+            // xdp_umem_account_pages: RLIMIT_MEMLOCK without CAP_IPC_LOCK. The limit is
+            // compared with everything this user has locked, this UMEM included.
+            let bytes = cfg.len();
+            Error::new(
+                ErrorKind::Memlock,
+                format!(
+                    "registering the UMEM ({bytes} bytes: {} frames of {}) failed: the locked \
+                     memory limit is too low. RLIMIT_MEMLOCK must cover this UMEM's {bytes} \
+                     bytes ({} KiB) plus what this user has locked already (other UMEMs): \
+                     run `ulimit -l <KiB>` or `ulimit -l unlimited`, set LimitMEMLOCK= for a \
+                     service, grant CAP_IPC_LOCK, or use fewer frames",
+                    cfg.frame_count,
+                    cfg.frame_size,
+                    bytes.div_ceil(1024),
+                ),
+            )
+            .with_errno(libc::ENOBUFS)
+        }
+        Some(libc::ENOMEM) => Error::new(
+            ErrorKind::Os,
+            format!(
+                "registering the UMEM ({} bytes) failed: the kernel could not pin its pages \
+                 (out of memory): use fewer frames",
+                cfg.len()
+            ),
+        )
+        .with_errno(libc::ENOMEM),
+        _ => Error::os("registering the UMEM (XDP_UMEM_REG)", e),
+    }
+}
+
+/// A failed kick or wakeup on a bound socket.
+pub(super) fn io_error(ifname: &str, queue: u32, what: &str, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENETDOWN) => Error::new(
+            ErrorKind::Os,
+            format!("{what} on {ifname}: the interface is down (bring it up: ip link set dev {ifname} up)"),
+        )
+        .with_errno(libc::ENETDOWN),
+        Some(libc::ENXIO) | Some(libc::ENODEV) => Error::new(
+            ErrorKind::Os,
+            format!("{what} on {ifname}: the interface is gone"),
+        )
+        .with_errno(libc::ENXIO),
+        _ => Error::os(format!("{what} on {ifname} queue {queue}"), e),
+    }
+}
+
+pub(super) fn cannot_receive() -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        "this socket was opened with rx_size=0 (send only): it cannot receive",
+    )
+}
+
+pub(super) fn cannot_send() -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        "this socket was opened with tx_size=0 (receive only): it cannot send",
+    )
+}
+
+pub(super) fn peek_in_progress() -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        "rx entries are peeked (a deliver() is in progress): consume or cancel them \
+         before receiving again",
+    )
+}
+
+#[cfg(feature = "python")]
+pub(super) fn frame_not_free(frame: u64) -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        format!("frame {frame} is not free: use a free frame or an address outside the UMEM"),
+    )
+}
+
+pub(super) fn packet_too_large(
+    index: usize,
+    len: usize,
+    max: u32,
+    ifname: &str,
+    frame_size: u32,
+) -> Error {
+    Error::new(
+        ErrorKind::PacketSize,
+        format!(
+            "packet {index} is {len} bytes, larger than the {max} bytes a frame on {ifname} \
+             can carry (frame_size={frame_size}, MTU+18={}): split it, or raise the MTU \
+             and use frame_size=4096",
+            sys::netdev::if_mtu(ifname)
+                .map(|m| m + L2_OVERHEAD)
+                .unwrap_or(0),
+        ),
+    )
+}
+
+pub(super) fn packet_too_short(index: usize, len: usize) -> Error {
+    Error::new(
+        ErrorKind::PacketSize,
+        format!(
+            "packet {index} is {len} bytes, shorter than an Ethernet header \
+             ({} bytes): nothing was sent",
+            super::MIN_PACKET
+        ),
+    )
+}

@@ -1,0 +1,60 @@
+//! Test hooks for the Python test suite: put descriptors on the fill and tx rings
+//! without any check, to provoke the kernel's invalid-descriptor counters. Not part of
+//! the crate's API.
+
+use super::{errors, watch, XskSocket};
+use crate::error::Result;
+use crate::sys;
+
+impl XskSocket {
+    /// Puts `addr` on the fill ring without any check (taking it out of the pool if it
+    /// is there). Only for tests that provoke the kernel's invalid-descriptor counters.
+    pub(crate) fn post_fill_unchecked(&mut self, addr: u64) -> Result<()> {
+        if self.take_free_frame(addr)? {
+            self.ledger.posted_fill();
+        }
+        let mut r = self.rings.fill.reserve(1);
+        if !r.is_empty() {
+            r.write(0, addr);
+            r.submit_all();
+        }
+        Ok(())
+    }
+
+    /// Puts a tx descriptor on the ring without any check and kicks the kernel. Only
+    /// for tests that provoke the kernel's invalid-descriptor counters.
+    pub(crate) fn post_tx_unchecked(&mut self, addr: u64, len: u32) -> Result<()> {
+        self.tx_ring()?;
+        // The kernel hands even invalid descriptors back on the completion ring: the
+        // frame must be one we own, taken out of the pool, so it is never in two places.
+        if self.take_free_frame(addr)? {
+            self.ledger.posted_tx();
+        }
+        {
+            let tx = self.tx_ring()?;
+            let mut r = tx.reserve(1);
+            if !r.is_empty() {
+                r.write(
+                    0,
+                    sys::XdpDesc {
+                        addr,
+                        len,
+                        options: 0,
+                    },
+                );
+                r.submit_all();
+            }
+        }
+        match sys::xsk::kick_tx(self.fd()) {
+            Ok(()) => Ok(()),
+            Err(e) if watch::transient(&e) => Ok(()),
+            Err(e) => Err(errors::io_error(&self.ifname, self.queue, "sending", e)),
+        }
+    }
+
+    /// For the unchecked test hooks: an address outside this socket's frames is fine
+    /// (the kernel rejects it); one inside must be a free frame, taken out of the pool.
+    fn take_free_frame(&mut self, addr: u64) -> Result<bool> {
+        self.ledger.take_free(addr).map_err(errors::frame_not_free)
+    }
+}

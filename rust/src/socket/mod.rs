@@ -1,0 +1,214 @@
+//! The AF_XDP socket: UMEM registration, the four rings, bind, wakeups and statistics.
+//!
+//! Frame flow:
+//!
+//! ```text
+//!  rx:  pool --fill ring--> kernel --rx ring--> user batch --recycle--> pool
+//!  tx:  pool --copy + tx ring--> kernel --completion ring--> pool
+//! ```
+//!
+//! With `XDP_USE_NEED_WAKEUP` the kernel sets a flag on the fill or tx ring when it
+//! needs a system call to go on; the socket makes one only then (a `sendto` to drive
+//! tx, `poll`/`recvfrom` for rx), never once per batch for nothing.
+//!
+//! The parts: [`config`] (what a socket is opened with), `open` (UMEM registration,
+//! ring mapping, bind), [`ledger`] (who owns each frame), `rx` and `tx` (the packet
+//! paths), `forward` (rx frames sent on without a copy), [`watch`] (waiting, and
+//! telling a socket that stopped working), `steer` (the XDP program or map that
+//! sends packets here) and `errors` (the messages).
+
+pub mod config;
+mod errors;
+mod forward;
+#[cfg(feature = "python")]
+mod hooks;
+pub mod ledger;
+mod open;
+mod rx;
+mod steer;
+mod tx;
+pub mod watch;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+pub use config::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions};
+pub use ledger::FrameCounts;
+pub use tx::SendStep;
+pub use watch::{Backoff, Watch};
+
+use crate::error::{Error, Result};
+#[cfg(feature = "loader")]
+use crate::program::{AttachMode, XdpProgram};
+use crate::sys::{self, XdpStatistics};
+use crate::umem::{FrameClaim, RxFrames, UmemArea};
+use ledger::Ledger;
+use open::Rings;
+use steer::Registration;
+
+/// The shortest frame worth sending: an Ethernet header.
+pub const MIN_PACKET: usize = 14;
+
+/// Counters kept by the library (the kernel's are in [`XdpStatistics`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_completed: u64,
+    /// System calls made because the kernel asked for a wakeup (tx).
+    pub tx_wakeups: u64,
+    /// System calls made because the kernel asked for a wakeup (fill ring).
+    pub rx_wakeups: u64,
+    /// Completion-ring addresses that were not this socket's frames (dropped, never
+    /// reused). Only descriptors that bypassed the library's checks cause them.
+    pub invalid_completions: u64,
+    /// Rx descriptors whose frame was not this socket's (dropped, never handed out).
+    pub invalid_rx_descs: u64,
+    /// Frames handed back that this socket had not handed out (ignored).
+    pub invalid_returns: u64,
+}
+
+/// An AF_XDP socket bound to one queue of one interface, with its own UMEM (or a
+/// range of frames of a shared one).
+pub struct XskSocket {
+    // Drop order: the registration goes first (the XDP program stops sending packets
+    // here), then the rings are unmapped, then the socket is closed, then the claim on
+    // the UMEM frames is released.
+    registration: Registration,
+    rings: Rings,
+    /// Shared with waiters that poll without holding the socket (see `watch`).
+    fd: Arc<OwnedFd>,
+    /// What such a waiter checks when poll reports nothing.
+    watch: Arc<Watch>,
+    /// This socket's frames of the UMEM. Shared with whatever still reads them
+    /// ([`RxFrames`]): the range is free for another socket only when all are gone.
+    claim: Arc<FrameClaim>,
+    ledger: Ledger,
+    /// A failure to report on the next call (e.g. after packets were already queued).
+    pending: Option<Error>,
+    /// Rx entries looked at with `rx_peek` and not yet consumed or cancelled, and the
+    /// id of that peek.
+    peeked: u32,
+    peek_id: u64,
+    config: SocketConfig,
+    ifname: String,
+    ifindex: u32,
+    queue: u32,
+    max_packet: u32,
+    zerocopy: bool,
+    counters: Counters,
+}
+
+impl XskSocket {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// What a thread needs to wait for this socket without holding it, and to tell
+    /// when it stopped working.
+    pub fn watch(&self) -> Arc<Watch> {
+        Arc::clone(&self.watch)
+    }
+
+    /// An empty [`RxFrames`] for this socket's receive calls.
+    pub fn rx_frames(&self, capacity: usize) -> RxFrames {
+        RxFrames::new(Arc::clone(&self.claim), capacity)
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    pub fn config(&self) -> &SocketConfig {
+        &self.config
+    }
+
+    /// Whether the kernel really runs this socket in zero-copy mode (`XDP_OPTIONS`).
+    pub fn zerocopy(&self) -> bool {
+        self.zerocopy
+    }
+
+    /// The mode the default program is attached in, if this socket uses it.
+    #[cfg(feature = "loader")]
+    pub fn attach_mode(&self) -> Option<AttachMode> {
+        self.program().map(|p| p.mode())
+    }
+
+    /// The default program this socket is registered with, if any.
+    #[cfg(feature = "loader")]
+    pub fn program(&self) -> Option<&Arc<XdpProgram>> {
+        self.registration.program()
+    }
+
+    pub fn umem(&self) -> &Arc<UmemArea> {
+        self.claim.umem()
+    }
+
+    /// The largest packet [`XskSocket::send`] accepts: the frame size, or the MTU plus
+    /// an Ethernet header and a VLAN tag, whichever is smaller.
+    pub fn max_packet(&self) -> u32 {
+        self.max_packet
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Where this socket's frames are (after taking back the frames of dropped
+    /// [`RxFrames`]): they always add up to the socket's frame count.
+    pub fn frame_counts(&mut self) -> FrameCounts {
+        self.reclaim();
+        self.ledger.counts()
+    }
+
+    /// The UMEM frame indices (`start..end`) this socket uses.
+    pub fn frames(&self) -> (u32, u32) {
+        self.claim.frames()
+    }
+
+    /// Whether the kernel asked for a system call to go on sending.
+    pub fn tx_needs_wakeup(&self) -> bool {
+        self.rings.tx.as_ref().is_some_and(|t| t.needs_wakeup())
+    }
+
+    /// Frames sent but not yet completed.
+    pub fn tx_outstanding(&self) -> u32 {
+        self.ledger.counts().tx_outstanding
+    }
+
+    /// The kernel's counters for this socket (`XDP_STATISTICS`).
+    pub fn statistics(&self) -> Result<XdpStatistics> {
+        sys::xsk::statistics(self.fd()).map_err(|e| Error::os("reading XDP_STATISTICS", e))
+    }
+
+    /// Stores `e` to be reported by the next call (after a partial success).
+    pub fn set_pending(&mut self, e: Error) {
+        self.pending = Some(e);
+    }
+
+    /// Reports a failure saved for the next call.
+    fn take_pending(&mut self) -> Result<()> {
+        match self.pending.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes back the frames of [`RxFrames`] that were dropped without being recycled.
+    fn reclaim(&mut self) {
+        let returned = self.claim.take_returns();
+        if !returned.is_empty() {
+            self.give_back(returned);
+        }
+    }
+}

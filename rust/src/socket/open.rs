@@ -1,0 +1,332 @@
+//! Opening a socket, step by step: check the interface and queue, claim UMEM frames,
+//! register the UMEM, size and map the four rings, attach the steering, bind, and
+//! register the socket where the XDP program looks for it.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::{BindMode, SocketConfig};
+use super::errors::{self, L2_OVERHEAD};
+use super::ledger::Ledger;
+use super::steer::Registration;
+use super::watch::Watch;
+use super::{Counters, XskSocket};
+use crate::error::{Error, Result};
+use crate::ring::{ConsumerRing, ProducerRing, RingLayout, RingParts};
+use crate::sys::uapi::{self, SockaddrXdp, XdpRingOffset, XdpUmemReg};
+use crate::sys::{self, Mapping, XdpDesc};
+use crate::umem::{FrameClaim, UmemArea};
+
+/// The socket's four rings (rx or tx may be absent: a send-only or receive-only
+/// socket).
+pub(super) struct Rings {
+    pub fill: ProducerRing<u64>,
+    pub comp: ConsumerRing<u64>,
+    pub rx: Option<ConsumerRing<XdpDesc>>,
+    pub tx: Option<ProducerRing<XdpDesc>>,
+}
+
+impl XskSocket {
+    /// Opens a socket on queue `queue` of `ifname` with its own UMEM, steering packets
+    /// to it as the config says.
+    pub fn open(ifname: &str, queue: u32, config: SocketConfig) -> Result<Self> {
+        Self::open_with(ifname, queue, config, None, None)
+    }
+
+    /// Like [`XskSocket::open`], with two more sources:
+    ///
+    /// * `fd`: an AF_XDP socket created elsewhere (e.g. by a privileged process that
+    ///   put it in its program's XSKMAP and passed it over): it is set up and bound
+    ///   here, which needs no capability, only enough RLIMIT_MEMLOCK for the UMEM;
+    /// * `share`: bind with `XDP_SHARED_UMEM`, using `share`'s UMEM (frame geometry
+    ///   and bind mode come from it; `config.frames` must pick frames it does not use).
+    pub fn open_with(
+        ifname: &str,
+        queue: u32,
+        mut config: SocketConfig,
+        fd: Option<OwnedFd>,
+        share: Option<&XskSocket>,
+    ) -> Result<Self> {
+        if let Some(owner) = share {
+            config.umem = owner.umem().config();
+            config.need_wakeup = owner.config.need_wakeup;
+            config.bind = owner.config.bind;
+        }
+        config.validate()?;
+        let ifindex = sys::netdev::if_index(ifname)?;
+        check_queue(ifname, queue, &config)?;
+        if share.is_some_and(|o| o.ifindex == ifindex && o.queue == queue) {
+            return Err(errors::shared_same_queue(ifname, queue));
+        }
+        // Without the MTU (an interface in another namespace), the frame is the limit.
+        let mtu = sys::netdev::if_mtu(ifname).unwrap_or(u32::MAX - L2_OVERHEAD);
+        let umem = match share {
+            Some(owner) => Arc::clone(owner.umem()),
+            None => Arc::new(UmemArea::new(config.umem)?),
+        };
+        let frames = config.frames.unwrap_or((0, config.umem.frame_count));
+        // From here on, dropping `claim` gives the frames back if open fails.
+        let claim = Arc::new(FrameClaim::new(Arc::clone(&umem), frames)?);
+        let handed_over = fd.is_some();
+        let fd = match fd {
+            Some(fd) => {
+                sys::xsk::check_fd(fd.as_fd())?;
+                fd
+            }
+            None => sys::xsk::socket()?,
+        };
+        if share.is_none() {
+            register_umem(fd.as_fd(), &umem)?;
+        }
+        let rings = Rings::map(fd.as_fd(), &config)?;
+        let registration =
+            Registration::prepare(&config.steering, ifname, ifindex, queue, rings.rx.is_some())?;
+        let zerocopy = bind(
+            fd.as_fd(),
+            ifname,
+            ifindex,
+            queue,
+            &config,
+            share,
+            handed_over,
+        )?;
+
+        let count = frames.1 - frames.0;
+        // Keep frames for tx when the socket also sends: up to a tx ring's worth, at
+        // most half of them.
+        let tx_reserve = if config.tx_size > 0 {
+            config.tx_size.min(count / 2)
+        } else {
+            0
+        };
+        let fd = Arc::new(fd);
+        let watch = Arc::new(Watch::new(
+            Arc::clone(&fd),
+            rings.rx.is_some(),
+            ifname,
+            queue,
+            registration.feeds(&config.hold),
+        ));
+        let mut sock = XskSocket {
+            registration,
+            rings,
+            fd,
+            watch,
+            ledger: Ledger::new(config.umem, frames, tx_reserve),
+            claim,
+            pending: None,
+            peeked: 0,
+            peek_id: 0,
+            ifname: ifname.to_string(),
+            ifindex,
+            queue,
+            max_packet: config.umem.frame_size.min(mtu.saturating_add(L2_OVERHEAD)),
+            zerocopy,
+            counters: Counters::default(),
+            config,
+        };
+        // Frames on the fill ring first, then packets may come.
+        sock.refill();
+        let XskSocket {
+            registration, fd, ..
+        } = &mut sock;
+        registration.register(fd.as_fd())?;
+        Ok(sock)
+    }
+}
+
+/// The queue must exist on each side the socket uses (when the driver says how many
+/// there are).
+fn check_queue(ifname: &str, queue: u32, config: &SocketConfig) -> Result<()> {
+    if let Some((rxq, txq)) = sys::netdev::if_queue_count(ifname) {
+        let limit = match (config.rx_size > 0, config.tx_size > 0) {
+            (true, true) => rxq.min(txq),
+            (true, false) => rxq,
+            _ => txq,
+        };
+        if queue >= limit {
+            return Err(errors::bad_queue(ifname, queue, Some(limit)));
+        }
+    }
+    Ok(())
+}
+
+fn register_umem(fd: BorrowedFd<'_>, umem: &UmemArea) -> Result<()> {
+    let cfg = umem.config();
+    let reg = XdpUmemReg {
+        addr: umem.as_ptr() as u64,
+        len: umem.len() as u64,
+        chunk_size: cfg.frame_size,
+        headroom: cfg.headroom,
+        flags: 0,
+        tx_metadata_len: 0,
+    };
+    sys::xsk::set_opt(fd, uapi::XDP_UMEM_REG, &reg).map_err(|e| errors::umem_error(&cfg, e))
+}
+
+impl Rings {
+    /// Sizes the rings (setsockopt) and maps them.
+    fn map(fd: BorrowedFd<'_>, config: &SocketConfig) -> Result<Self> {
+        let set_size = |name: libc::c_int, size: u32, what: &str| {
+            sys::xsk::set_opt(fd, name, &size)
+                .map_err(|e| Error::os(format!("setting the {what} ring size to {size}"), e))
+        };
+        set_size(uapi::XDP_UMEM_FILL_RING, config.fill_size, "fill")?;
+        set_size(
+            uapi::XDP_UMEM_COMPLETION_RING,
+            config.comp_size,
+            "completion",
+        )?;
+        if config.rx_size > 0 {
+            set_size(uapi::XDP_RX_RING, config.rx_size, "rx")?;
+        }
+        if config.tx_size > 0 {
+            set_size(uapi::XDP_TX_RING, config.tx_size, "tx")?;
+        }
+        let off =
+            sys::xsk::mmap_offsets(fd).map_err(|e| Error::os("reading XDP_MMAP_OFFSETS", e))?;
+        let addrs = std::mem::size_of::<u64>();
+        let descs = std::mem::size_of::<XdpDesc>();
+        let fill = map_ring(
+            fd,
+            &off.fr,
+            uapi::XDP_UMEM_PGOFF_FILL_RING,
+            config.fill_size,
+            addrs,
+            "fill",
+        )?;
+        let comp = map_ring(
+            fd,
+            &off.cr,
+            uapi::XDP_UMEM_PGOFF_COMPLETION_RING,
+            config.comp_size,
+            addrs,
+            "completion",
+        )?;
+        let rx = (config.rx_size > 0)
+            .then(|| {
+                map_ring(
+                    fd,
+                    &off.rx,
+                    uapi::XDP_PGOFF_RX_RING,
+                    config.rx_size,
+                    descs,
+                    "rx",
+                )
+            })
+            .transpose()?;
+        let tx = (config.tx_size > 0)
+            .then(|| {
+                map_ring(
+                    fd,
+                    &off.tx,
+                    uapi::XDP_PGOFF_TX_RING,
+                    config.tx_size,
+                    descs,
+                    "tx",
+                )
+            })
+            .transpose()?;
+        // SAFETY (all four): each ring was just mapped for this socket with the kernel's
+        // offsets and sizes and the entry type the kernel uses for it (addresses on fill
+        // and completion, descriptors on rx and tx), and this socket is its only
+        // user-space producer or consumer.
+        Ok(Rings {
+            // SAFETY: see above.
+            fill: unsafe { ProducerRing::new(fill) },
+            // SAFETY: see above.
+            comp: unsafe { ConsumerRing::new(comp) },
+            // SAFETY: see above.
+            rx: rx.map(|p| unsafe { ConsumerRing::new(p) }),
+            // SAFETY: see above.
+            tx: tx.map(|p| unsafe { ProducerRing::new(p) }),
+        })
+    }
+}
+
+fn map_ring(
+    fd: BorrowedFd<'_>,
+    off: &XdpRingOffset,
+    pgoff: libc::off_t,
+    size: u32,
+    entry: usize,
+    name: &str,
+) -> Result<RingParts> {
+    let len = off.desc as usize + size as usize * entry;
+    let mapping = Mapping::socket_ring(fd, len, pgoff)
+        .map_err(|e| Error::os(format!("mapping the {name} ring"), e))?;
+    let layout = RingLayout {
+        producer: off.producer as usize,
+        consumer: off.consumer as usize,
+        flags: off.flags as usize,
+        entries: off.desc as usize,
+        size,
+    };
+    // SAFETY: the mapping is `len` bytes long and the offsets come from
+    // XDP_MMAP_OFFSETS for this very ring, which the kernel sized for `size` entries of
+    // `entry` bytes.
+    Ok(unsafe { RingParts::from_mapping(mapping, layout) })
+}
+
+/// Binds the socket; returns whether the kernel runs it in zero-copy mode.
+fn bind(
+    fd: BorrowedFd<'_>,
+    ifname: &str,
+    ifindex: u32,
+    queue: u32,
+    config: &SocketConfig,
+    share: Option<&XskSocket>,
+    handed_over: bool,
+) -> Result<bool> {
+    let mut flags = match config.bind {
+        BindMode::Auto => 0,
+        BindMode::Copy => uapi::XDP_COPY,
+        BindMode::ZeroCopy => uapi::XDP_ZEROCOPY,
+    };
+    if config.need_wakeup {
+        flags |= uapi::XDP_USE_NEED_WAKEUP;
+    }
+    let mut shared_umem_fd = 0;
+    if let Some(owner) = share {
+        // A socket sharing a UMEM takes its mode and flags from the UMEM's owner; the
+        // kernel refuses any other flag here.
+        flags = uapi::XDP_SHARED_UMEM;
+        shared_umem_fd = owner.fd.as_raw_fd() as u32;
+    }
+    let addr = SockaddrXdp {
+        sxdp_family: uapi::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: shared_umem_fd,
+    };
+    // A handed-over socket that is already bound answers EBUSY at once: no retry.
+    let retry = if handed_over {
+        Duration::ZERO
+    } else {
+        config.bind_retry
+    };
+    bind_with_retry(fd, &addr, retry)
+        .map_err(|e| errors::bind_error(ifname, queue, config.bind, handed_over, e))?;
+    sys::xsk::is_zerocopy(fd).map_err(|e| Error::os("reading XDP_OPTIONS", e))
+}
+
+fn bind_with_retry(fd: BorrowedFd<'_>, addr: &SockaddrXdp, retry: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + retry;
+    // The kernel usually finishes tearing the previous socket down within a millisecond
+    // or two: start with short naps, then back off.
+    let mut nap = Duration::from_micros(200);
+    loop {
+        match sys::xsk::bind(fd, addr) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Receiving: keep the fill ring stocked, take packets off the rx ring into
+//! [`RxFrames`], peek and consume (packets a consumer could not take stay in the ring),
+//! and take the frames back.
+
+use std::time::{Duration, Instant};
+
+use super::watch::{remaining, transient};
+use super::{errors, XskSocket};
+use crate::error::Result;
+use crate::umem::RxFrames;
+
+impl XskSocket {
+    /// Moves free frames onto the fill ring, keeping at most a fill cap of frames with
+    /// the kernel for rx (the rest of the pool stays for tx); returns how many.
+    pub fn refill(&mut self) -> u32 {
+        self.reclaim();
+        if self.rings.rx.is_none() {
+            return 0;
+        }
+        let want = self.ledger.fill_room().min(self.rings.fill.size());
+        if want == 0 {
+            return 0;
+        }
+        let mut r = self.rings.fill.reserve(want);
+        let n = r.len();
+        for i in 0..n {
+            r.write(i, self.ledger.to_fill());
+        }
+        r.submit_all();
+        n
+    }
+
+    /// Makes the system call the kernel asked for on the fill ring (or always, without
+    /// need_wakeup).
+    pub(super) fn kick_rx_if_needed(&mut self) -> Result<()> {
+        if self.config.need_wakeup && !self.rings.fill.needs_wakeup() {
+            return Ok(());
+        }
+        self.counters.rx_wakeups += 1;
+        match crate::sys::xsk::kick_rx(self.fd()) {
+            Ok(()) => Ok(()),
+            Err(e) if transient(&e) => Ok(()),
+            Err(e) => Err(errors::io_error(
+                &self.ifname,
+                self.queue,
+                "waking up rx",
+                e,
+            )),
+        }
+    }
+
+    pub(super) fn check_not_peeked(&mut self) -> Result<()> {
+        if self.peeked > 0 && self.claim.peek_abandoned(self.peek_id) {
+            // Its RxFrames was dropped unconsumed: the entries are still in the ring.
+            self.peeked = 0;
+        }
+        if self.peeked > 0 {
+            return Err(errors::peek_in_progress());
+        }
+        Ok(())
+    }
+
+    /// Takes up to `max` received packets without waiting and appends them to `out`
+    /// (an [`RxFrames`] of this socket, see [`XskSocket::rx_frames`]). The frames now
+    /// belong to the caller until it hands them back with [`XskSocket::recycle`] (or
+    /// drops `out`). Returns how many were taken.
+    pub fn recv(&mut self, max: u32, out: &mut RxFrames) -> Result<u32> {
+        self.take_pending()?;
+        self.check_not_peeked()?;
+        self.check_frames_are_mine(out)?;
+        self.reclaim();
+        let rx = self.rings.rx.as_mut().ok_or_else(errors::cannot_receive)?;
+        let peek = rx.peek(max);
+        let n = peek.len();
+        let mut bytes = 0u64;
+        let mut taken = 0;
+        for i in 0..n {
+            let d = peek.read(i);
+            // The kernel only returns frames we put on the fill ring; anything else
+            // would be a frame we do not own: never hand it out.
+            if !self.ledger.owns(&d) {
+                self.counters.invalid_rx_descs += 1;
+                continue;
+            }
+            self.ledger.hold(&d);
+            bytes += d.len as u64;
+            out.push(d);
+            taken += 1;
+        }
+        peek.release_all();
+        self.ledger.received(n);
+        self.counters.rx_packets += taken as u64;
+        self.counters.rx_bytes += bytes;
+        if n == 0 {
+            self.refill();
+            self.kick_rx_if_needed()?;
+        }
+        Ok(taken)
+    }
+
+    fn check_frames_are_mine(&self, frames: &RxFrames) -> Result<()> {
+        if !std::sync::Arc::ptr_eq(frames.claim(), &self.claim) {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidConfig,
+                "these RxFrames belong to another socket: receive into sock.rx_frames()",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Looks at up to `max` received packets without taking them: they are put in
+    /// `out` (which must be empty) and stay in the rx ring (the kernel does not reuse
+    /// their frames) until [`XskSocket::rx_consume`] takes the first `k` and cancels
+    /// the rest, which the next receive returns again. Returns how many were peeked.
+    pub fn rx_peek(&mut self, max: u32, out: &mut RxFrames) -> Result<u32> {
+        self.take_pending()?;
+        self.check_not_peeked()?;
+        self.check_frames_are_mine(out)?;
+        if !out.is_empty() {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidConfig,
+                "rx_peek needs an empty RxFrames: recycle what it holds first",
+            ));
+        }
+        self.reclaim();
+        let rx = self.rings.rx.as_mut().ok_or_else(errors::cannot_receive)?;
+        let peek = rx.peek(max);
+        // Hand out only the leading descriptors that are this socket's frames; an
+        // invalid one is dropped (and counted) by the next recv.
+        let mut n = 0;
+        while n < peek.len() && self.ledger.owns(&peek.read(n)) {
+            out.push(peek.read(n));
+            n += 1;
+        }
+        let invalid_first = n == 0 && !peek.is_empty();
+        drop(peek); // not released: the entries stay in the ring
+        if invalid_first {
+            let mut dropped = self.rx_frames(1);
+            self.recv(1, &mut dropped)?; // counts it in invalid_rx_descs
+            self.recycle(&mut dropped);
+            return Ok(0);
+        }
+        if n > 0 {
+            self.peek_id += 1;
+            self.peeked = n;
+            out.set_peek(Some(self.peek_id));
+        } else {
+            self.refill();
+            self.kick_rx_if_needed()?;
+        }
+        Ok(n)
+    }
+
+    /// Takes the first `k` packets of the peek `frames` came from (their frames now
+    /// belong to the caller, as after [`XskSocket::recv`]) and cancels the others: they
+    /// stay in the ring for the next receive. `frames` keeps the `k` taken.
+    pub fn rx_consume(&mut self, k: u32, frames: &mut RxFrames) -> Result<u32> {
+        if self.peeked == 0 || frames.peek_id() != Some(self.peek_id) {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidConfig,
+                "these RxFrames are not the current peek: consume what rx_peek returned",
+            ));
+        }
+        if k > self.peeked {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidConfig,
+                format!("consuming {k} of {} peeked rx entries", self.peeked),
+            ));
+        }
+        self.peeked = 0;
+        frames.set_peek(None);
+        frames.truncate(0);
+        if k == 0 {
+            return Ok(0);
+        }
+        // The consumer has taken these packets: consuming them must not fail on an
+        // error stored for later, or they would be delivered again.
+        let stored = self.pending.take();
+        let taken = self.recv(k, frames);
+        self.pending = stored;
+        taken
+    }
+
+    /// Hands received frames back; they go on the fill ring again, and `frames` is
+    /// left empty for the next receive. Frames of another socket go back to their own
+    /// socket. A frame this socket had not handed out (or one already handed back) is
+    /// ignored and counted in `invalid_returns`: a frame is never in two places.
+    /// Returns how many frames were taken back.
+    pub fn recycle(&mut self, frames: &mut RxFrames) -> u32 {
+        if frames.peek_id().is_some() {
+            // Peeked, not received: the entries are still in the ring.
+            return 0;
+        }
+        if !std::sync::Arc::ptr_eq(frames.claim(), &self.claim) {
+            frames.send_home();
+            return 0;
+        }
+        let mut back = 0;
+        let mut invalid = 0;
+        for d in frames.drain() {
+            if self.ledger.give_back(d.addr) {
+                back += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        self.counters.invalid_returns += invalid;
+        self.after_give_back();
+        back
+    }
+
+    /// Takes back frames (any address inside each) that dropped [`RxFrames`] returned.
+    pub(super) fn give_back(&mut self, addrs: Vec<u64>) {
+        for addr in addrs {
+            if !self.ledger.give_back(addr) {
+                self.counters.invalid_returns += 1;
+            }
+        }
+        self.after_give_back();
+    }
+
+    fn after_give_back(&mut self) {
+        if self.refill() > 0 {
+            if let Err(e) = self.kick_rx_if_needed() {
+                self.pending = Some(e);
+            }
+        }
+    }
+
+    /// Frames currently held in the user's rx batches.
+    pub fn rx_held(&self) -> u32 {
+        self.ledger.counts().rx_held
+    }
+
+    /// Frames on the fill ring or with the kernel for receiving.
+    pub fn rx_in_kernel(&self) -> u32 {
+        self.ledger.counts().rx_in_kernel
+    }
+
+    /// Like [`XskSocket::recv`], waiting up to `timeout` (forever if `None`) for at
+    /// least one packet.
+    pub fn recv_wait(
+        &mut self,
+        max: u32,
+        out: &mut RxFrames,
+        timeout: Option<Duration>,
+    ) -> Result<u32> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let n = self.recv(max, out)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let Some(wait) = remaining(deadline) else {
+                return Ok(0);
+            };
+            self.poll(libc::POLLIN, wait)?;
+        }
+    }
+
+    /// Waits up to `timeout` for `events` (POLLIN/POLLOUT) on the socket; returns
+    /// whether they came. Reports an interface that went away or down.
+    pub fn poll(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
+        self.watch.wait(events, timeout)
+    }
+}

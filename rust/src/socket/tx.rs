@@ -1,0 +1,255 @@
+//! Sending: copy packets into free frames and onto the tx ring, kick the kernel only
+//! when it asks, and take completed frames back.
+
+#![allow(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use super::watch::{remaining, transient, Backoff};
+use super::{errors, XskSocket};
+use crate::error::Result;
+use crate::ring::ProducerRing;
+use crate::sys::{self, XdpDesc};
+
+/// What one [`XskSocket::send_step`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStep {
+    /// Packets were queued or frames completed: try again at once.
+    Progress,
+    /// Nothing moved: wait a little for the kernel (see [`Backoff`]).
+    Stalled,
+    /// A failure after some packets were queued; it is reported by the next call.
+    Stopped,
+}
+
+impl XskSocket {
+    /// Moves completed tx frames back to the pool; returns how many entries the
+    /// completion ring had.
+    ///
+    /// An address outside this socket's frames is never put in the pool (a frame has
+    /// one owner); it is counted in `invalid_completions`. Through this library's API
+    /// it cannot happen: the kernel only completes what was sent.
+    pub fn complete(&mut self) -> u32 {
+        let peek = self.rings.comp.peek(self.rings.comp.size());
+        let n = peek.len();
+        let mut valid = 0;
+        for i in 0..n {
+            if self.ledger.completed(peek.read(i)) {
+                valid += 1;
+            } else {
+                self.counters.invalid_completions += 1;
+            }
+        }
+        peek.release_all();
+        self.counters.tx_completed += valid;
+        n
+    }
+
+    pub(super) fn tx_ring(&mut self) -> Result<&mut ProducerRing<XdpDesc>> {
+        self.rings.tx.as_mut().ok_or_else(errors::cannot_send)
+    }
+
+    /// Checks that a packet of `len` bytes can be sent (`index` names it in the error).
+    pub fn check_packet(&self, index: usize, len: usize) -> Result<()> {
+        if len > self.max_packet as usize {
+            return Err(errors::packet_too_large(
+                index,
+                len,
+                self.max_packet,
+                &self.ifname,
+                self.config.umem.frame_size,
+            ));
+        }
+        if len < super::MIN_PACKET {
+            return Err(errors::packet_too_short(index, len));
+        }
+        Ok(())
+    }
+
+    /// Checks every packet; the error names the first that cannot be sent.
+    pub fn check_packets<P: AsRef<[u8]>>(&self, packets: &[P]) -> Result<()> {
+        for (i, p) in packets.iter().enumerate() {
+            self.check_packet(i, p.as_ref().len())?;
+        }
+        Ok(())
+    }
+
+    /// Kicks the kernel to transmit, if it asked for it (or always without
+    /// need_wakeup). Transient refusals (EAGAIN, EBUSY, ENOBUFS) are not errors: the
+    /// frames stay on the ring for the next kick.
+    pub fn kick_tx(&mut self) -> Result<()> {
+        self.kick_tx_rounds(0)
+    }
+
+    /// Like [`XskSocket::kick_tx`], but goes on until the kernel has taken everything
+    /// on the tx ring: in copy mode one sendto sends at most a small batch (32 frames)
+    /// and answers EAGAIN while more wait. Completions are taken back in between, so
+    /// the completion ring never blocks the kernel.
+    pub fn drain_tx(&mut self) -> Result<()> {
+        let rounds = self.config.tx_size / 16 + 2;
+        self.kick_tx_rounds(rounds)
+    }
+
+    fn kick_tx_rounds(&mut self, mut rounds: u32) -> Result<()> {
+        let Some(tx) = self.rings.tx.as_ref() else {
+            return Ok(());
+        };
+        if self.config.need_wakeup && !tx.needs_wakeup() {
+            return Ok(());
+        }
+        loop {
+            self.counters.tx_wakeups += 1;
+            match sys::xsk::kick_tx(self.fd()) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && rounds > 0 => {
+                    rounds -= 1;
+                    self.complete();
+                }
+                Err(e) if transient(&e) => return Ok(()),
+                Err(e) => return Err(errors::io_error(&self.ifname, self.queue, "sending", e)),
+            }
+        }
+    }
+
+    /// Queues as many of `packets` as fit now (free frames and tx ring space), copying
+    /// each into a frame; returns how many. Every packet is checked first: if one is
+    /// too large or too small, nothing is queued and the error names it.
+    pub fn send_some<P: AsRef<[u8]>>(&mut self, packets: &[P]) -> Result<usize> {
+        self.check_packets(packets)?;
+        self.queue_checked(packets)
+    }
+
+    /// Queues what fits of packets already checked with [`XskSocket::check_packets`].
+    fn queue_checked<P: AsRef<[u8]>>(&mut self, packets: &[P]) -> Result<usize> {
+        self.take_pending()?;
+        self.tx_ring()?;
+        self.complete();
+        self.reclaim();
+        let want = packets
+            .len()
+            .min(self.ledger.free() as usize)
+            .min(u32::MAX as usize) as u32;
+        let umem = std::sync::Arc::clone(self.claim.umem());
+        let tx = self.rings.tx.as_mut().expect("checked above");
+        let mut r = tx.reserve(want);
+        let n = r.len();
+        let mut bytes = 0u64;
+        for i in 0..n {
+            let data = packets[i as usize].as_ref();
+            let frame = self.ledger.to_tx();
+            // Never hand the kernel a descriptor outside one frame of the UMEM.
+            assert!(
+                umem.contains(frame, data.len() as u32),
+                "tx descriptor ({frame}, {}) outside the UMEM",
+                data.len()
+            );
+            // SAFETY: the frame came from the free pool, so the user owns it and the
+            // kernel is not touching it; data.len() <= max_packet <= frame_size was
+            // checked, so the range stays inside the frame.
+            unsafe { umem.slice_mut(frame, data.len() as u32) }.copy_from_slice(data);
+            r.write(
+                i,
+                XdpDesc {
+                    addr: frame,
+                    len: data.len() as u32,
+                    options: 0,
+                },
+            );
+            bytes += data.len() as u64;
+        }
+        r.submit_all();
+        self.counters.tx_packets += n as u64;
+        self.counters.tx_bytes += bytes;
+        if n > 0 {
+            // The packets are queued whatever the kick says: report its failure on the
+            // next call, so the caller's count of what was queued stays right. Drain:
+            // in copy mode one sendto sends 32 frames, and the rest must not wait for
+            // a later call.
+            if let Err(e) = self.drain_tx() {
+                self.pending = Some(e);
+            }
+        }
+        Ok(n as usize)
+    }
+
+    /// One step of a blocking send of packets checked with
+    /// [`XskSocket::check_packets`]: queues what fits of `packets[*sent..]` (advancing
+    /// `sent`), and when nothing fits drives the kernel and takes completions. A
+    /// failure once some packets are queued is kept for the next call
+    /// ([`SendStep::Stopped`]) instead of losing the count.
+    pub fn send_step<P: AsRef<[u8]>>(
+        &mut self,
+        packets: &[P],
+        sent: &mut usize,
+    ) -> Result<SendStep> {
+        let n = match self.queue_checked(&packets[*sent..]) {
+            Ok(n) => n,
+            Err(e) if *sent > 0 => {
+                self.pending = Some(e);
+                return Ok(SendStep::Stopped);
+            }
+            Err(e) => return Err(e),
+        };
+        *sent += n;
+        if n > 0 || *sent == packets.len() {
+            return Ok(SendStep::Progress);
+        }
+        // Out of frames or tx slots: drive the kernel and take completions.
+        self.kick_tx()?;
+        Ok(if self.complete() > 0 {
+            SendStep::Progress
+        } else {
+            SendStep::Stalled
+        })
+    }
+
+    /// Queues all `packets`, waiting up to `timeout` (forever if `None`) for frames or
+    /// ring space; returns how many were queued (fewer only when the time ran out, or
+    /// when a failure after some were queued is kept for the next call).
+    pub fn send<P: AsRef<[u8]>>(
+        &mut self,
+        packets: &[P],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        self.take_pending()?;
+        self.check_packets(packets)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut sent = 0;
+        let mut backoff = Backoff::default();
+        while sent < packets.len() {
+            match self.send_step(packets, &mut sent)? {
+                SendStep::Stopped => break,
+                SendStep::Progress => backoff.reset(),
+                SendStep::Stalled => {
+                    let Some(wait) = remaining(deadline) else {
+                        break;
+                    };
+                    backoff.wait(wait);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Waits up to `timeout` (forever if `None`) until every queued packet has been
+    /// sent (seen on the completion ring). Returns whether it got there.
+    pub fn flush(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut backoff = Backoff::default();
+        loop {
+            self.complete();
+            if self.ledger.counts().tx_outstanding == 0 {
+                return Ok(true);
+            }
+            self.drain_tx()?;
+            if self.complete() > 0 {
+                backoff.reset();
+                continue;
+            }
+            let Some(wait) = remaining(deadline) else {
+                return Ok(false);
+            };
+            backoff.wait(wait);
+        }
+    }
+}

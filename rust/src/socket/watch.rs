@@ -1,0 +1,198 @@
+//! Waiting on a socket, and telling when it stopped working: its interface went away or
+//! down, or the XDP program that fed it was detached. Also the backoff a blocked sender
+//! uses while the kernel frees frames.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+#[cfg(feature = "loader")]
+use crate::program::XdpProgram;
+use crate::sys;
+
+/// A BPF link whose detachment stops packets from reaching a socket.
+#[derive(Debug)]
+pub(super) enum Feed {
+    /// The default program (weak: a waiter never keeps a closed socket's program
+    /// attached).
+    #[cfg(feature = "loader")]
+    Program(Weak<XdpProgram>),
+    /// A link held for the socket (a program a privileged helper attached).
+    Link(Weak<OwnedFd>),
+}
+
+/// Waits on a socket without holding it, and tells when it stopped working.
+#[derive(Debug)]
+pub struct Watch {
+    fd: Arc<OwnedFd>,
+    probe_rx: bool,
+    ifname: String,
+    queue: u32,
+    feeds: Vec<Feed>,
+}
+
+impl Watch {
+    pub(super) fn new(
+        fd: Arc<OwnedFd>,
+        probe_rx: bool,
+        ifname: &str,
+        queue: u32,
+        feeds: Vec<Feed>,
+    ) -> Self {
+        Watch {
+            fd,
+            probe_rx,
+            ifname: ifname.to_string(),
+            queue,
+            feeds,
+        }
+    }
+
+    /// Waits up to `timeout` for `events`; returns whether they came. When they did
+    /// not, checks that the socket still works (see [`wait_fd`]) and that its XDP
+    /// program is still attached.
+    pub fn wait(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
+        let ready = wait_fd(
+            self.fd.as_fd(),
+            events,
+            timeout,
+            self.probe_rx,
+            &self.ifname,
+            self.queue,
+        )?;
+        if !ready {
+            self.check_program()?;
+        }
+        Ok(ready)
+    }
+
+    /// Fails with [`ErrorKind::ProgramDetached`] when the XDP program that steers
+    /// packets to this socket was detached by someone else.
+    pub fn check_program(&self) -> Result<()> {
+        for feed in &self.feeds {
+            match feed {
+                #[cfg(feature = "loader")]
+                Feed::Program(p) => {
+                    if let Some(prog) = p.upgrade() {
+                        check_link(prog.link(), &self.ifname)?;
+                    }
+                }
+                Feed::Link(l) => {
+                    if let Some(link) = l.upgrade() {
+                        check_link(link.as_fd(), &self.ifname)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fails when `link` (an XDP BPF link) was detached from its interface: the kernel
+/// then reports it with interface index 0. Anything else passes.
+pub fn check_link(link: BorrowedFd<'_>, ifname: &str) -> Result<()> {
+    let info = match sys::bpf::link_info(link) {
+        Ok(info) if info.link_type == sys::bpf::BPF_LINK_TYPE_XDP => info,
+        _ => return Ok(()), // not an XDP link: nothing to watch
+    };
+    if info.xdp_ifindex != 0 {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::ProgramDetached,
+        format!(
+            "the XDP program (id {}) that steered {ifname}'s packets to this socket was \
+             detached by someone else (bpftool link detach, or another tool): no packet \
+             reaches the socket any more. Close it and open a new one (which attaches the \
+             program again), and find out what removed it",
+            info.prog_id
+        ),
+    ))
+}
+
+/// Waits up to `timeout` for `events` on an AF_XDP socket, and reports a socket the
+/// kernel has unbound (its interface went away) or flagged with an error, which
+/// `poll` alone never shows. `probe_rx`: the socket has an rx ring to probe with.
+pub fn wait_fd(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    timeout: Option<Duration>,
+    probe_rx: bool,
+    ifname: &str,
+    queue: u32,
+) -> Result<bool> {
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let ready = match sys::xsk::poll(fd, events, ms) {
+        Ok(rev) => rev & events != 0 && rev & (libc::POLLERR | libc::POLLNVAL) == 0,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+        Err(e) => return Err(Error::os(format!("poll on {ifname} queue {queue}"), e)),
+    };
+    if ready {
+        return Ok(true);
+    }
+    let mut failure = sys::xsk::so_error(fd).err();
+    if failure.is_none() && probe_rx {
+        // An unbound socket answers ENXIO; a bound one returns at once.
+        failure = sys::xsk::kick_rx(fd).err().filter(|e| !transient(e));
+    }
+    match failure {
+        None => Ok(false),
+        Some(e) => Err(Error::new(
+            ErrorKind::Os,
+            format!(
+                "the AF_XDP socket on {ifname} queue {queue} stopped working ({e}): the \
+                 interface was removed, went down or lost its queue; close the socket"
+            ),
+        )
+        .with_errno(e.raw_os_error().unwrap_or(0))),
+    }
+}
+
+/// Errors of a kick that only mean "not now": the frames stay on the ring.
+pub(crate) fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR)
+    )
+}
+
+/// Time left until `deadline`: `None` when it has passed, `Some(None)` without one.
+pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(d) => {
+            let now = Instant::now();
+            (now < d).then(|| Some(d - now))
+        }
+    }
+}
+
+/// How a caller waits while the kernel makes no progress (frees no frames): spin
+/// briefly, then yield, then sleep a little, so that a blocked sender neither burns a
+/// core for long nor adds latency when the kernel catches up quickly.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    idle: u32,
+}
+
+impl Backoff {
+    /// Progress was made: the next wait starts short again.
+    pub fn reset(&mut self) {
+        self.idle = 0;
+    }
+
+    /// Waits a little, at most `limit`.
+    pub fn wait(&mut self, limit: Option<Duration>) {
+        self.idle += 1;
+        if self.idle < 16 {
+            std::hint::spin_loop();
+        } else if self.idle < 64 {
+            std::thread::yield_now();
+        } else {
+            let nap = Duration::from_micros(50);
+            std::thread::sleep(limit.map_or(nap, |l| l.min(nap)));
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The few bpf(2) commands the core needs on objects it did not create: update and
+//! delete XSKMAP entries, open and pin objects in bpffs, and read map and link
+//! information. Through the raw system call, so they work without the loader feature
+//! (for users who bring their own XDP program).
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// `bpf_map_info.type` of an XSKMAP.
+pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+/// `bpf_link_info.type` of an XDP link.
+pub const BPF_LINK_TYPE_XDP: u32 = 6;
+
+/// The part of `union bpf_attr` for BPF_MAP_*_ELEM.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// The part of `union bpf_attr` for BPF_OBJ_PIN and BPF_OBJ_GET.
+#[repr(C)]
+#[derive(Default)]
+struct ObjAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+    _pad: u32,
+}
+
+/// The part of `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// bpf(cmd, attr): returns the non-negative result or the error.
+///
+/// # Safety
+/// `attr` must be the attribute structure of `cmd`, and every pointer in it valid for
+/// what the command does with it during the call.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i32> {
+    // SAFETY: the caller guarantees attr matches cmd; the size passed is attr's own,
+    // and the kernel accepts a prefix of union bpf_attr.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            (attr as *mut T).cast::<libc::c_void>(),
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as i32)
+    }
+}
+
+/// Sets the 4-byte `key` of `map` to the 4-byte `value` (BPF_ANY).
+pub fn map_update_u32(map: BorrowedFd<'_>, key: u32, value: u32) -> io::Result<()> {
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        value: &value as *const u32 as u64,
+        ..Default::default()
+    };
+    // SAFETY: BPF_MAP_UPDATE_ELEM takes ElemAttr; key and value point at live u32s.
+    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+}
+
+/// Deletes the 4-byte `key` of `map`.
+pub fn map_delete_u32(map: BorrowedFd<'_>, key: u32) -> io::Result<()> {
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        ..Default::default()
+    };
+    // SAFETY: BPF_MAP_DELETE_ELEM takes ElemAttr; key points at a live u32.
+    unsafe { bpf(BPF_MAP_DELETE_ELEM, &mut attr) }.map(drop)
+}
+
+/// Pins the object `fd` at `path` on a bpf filesystem.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
+    let mut attr = ObjAttr {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: BPF_OBJ_PIN takes ObjAttr; pathname is a NUL-terminated string.
+    unsafe { bpf(BPF_OBJ_PIN, &mut attr) }.map(drop)
+}
+
+/// Opens the object pinned at `path`.
+pub fn obj_get(path: &CStr) -> io::Result<OwnedFd> {
+    let mut attr = ObjAttr {
+        pathname: path.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: BPF_OBJ_GET takes ObjAttr; pathname is a NUL-terminated string.
+    let fd = unsafe { bpf(BPF_OBJ_GET, &mut attr) }?;
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The first bytes of an object's info (`bpf_map_info`, `bpf_link_info`, ...), as
+/// 32-bit words.
+fn info_words(fd: BorrowedFd<'_>) -> io::Result<[u32; 64]> {
+    let mut info = [0u32; 64];
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: BPF_OBJ_GET_INFO_BY_FD takes InfoAttr; info points at info_len writable,
+    // zeroed bytes (the kernel requires bytes past its own structure to be zero).
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info)
+}
+
+/// The type of the map `fd` (`bpf_map_info.type`).
+pub fn map_type(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    info_words(fd).map(|w| w[0])
+}
+
+/// What the kernel says about a BPF link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub link_type: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    /// For an XDP link: the interface index it is attached to, 0 once detached.
+    pub xdp_ifindex: u32,
+}
+
+/// Reads `bpf_link_info` of the link `fd`.
+pub fn link_info(fd: BorrowedFd<'_>) -> io::Result<LinkInfo> {
+    // bpf_link_info: type, id, prog_id, then a union aligned to 8 bytes (offset 16)
+    // whose xdp member starts with the ifindex.
+    let w = info_words(fd)?;
+    Ok(LinkInfo {
+        link_type: w[0],
+        id: w[1],
+        prog_id: w[2],
+        xdp_ifindex: w[4],
+    })
+}
+
+/// Whether `fd` is a BPF link (rather than a map, a program or anything else).
+pub fn is_link(fd: BorrowedFd<'_>) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-link")
+}

@@ -1,0 +1,118 @@
+//! rxdrop, txonly and l2fwd, entirely in Rust.
+
+use std::time::Duration;
+
+use super::{Clock, LoopStats, Stop};
+use crate::error::Result;
+use crate::socket::XskSocket;
+
+/// How long a poll-mode loop waits at most before looking at the clock again.
+const POLL_SLICE: Duration = Duration::from_millis(50);
+
+/// How a receiving loop waits between batches.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    batch: u32,
+    /// Wait in poll(2) when nothing came, instead of spinning.
+    poll: bool,
+    /// After a batch that was not full, wait this long for more to gather.
+    linger: Duration,
+}
+
+/// Runs `step` (which handles up to a batch and says how many packets) until the clock
+/// or `stop` says so, waiting between batches as `pace` says.
+fn paced(
+    sock: &mut XskSocket,
+    clock: &Clock,
+    pace: Pace,
+    stop: &mut impl Stop,
+    mut step: impl FnMut(&mut XskSocket) -> Result<u32>,
+) -> Result<()> {
+    while !clock.done(stop) {
+        let n = step(sock)?;
+        if n == 0 && pace.poll {
+            sock.poll(libc::POLLIN, Some(POLL_SLICE))?;
+        } else if n < pace.batch && !pace.linger.is_zero() {
+            std::thread::sleep(pace.linger);
+        }
+    }
+    Ok(())
+}
+
+/// Receives and drops packets for `duration` (or until `stop`). `poll`: wait in poll(2)
+/// when the ring is empty, instead of spinning. `linger`: after a batch that was not
+/// full, wait this long for more packets to gather (fewer wakeups per packet).
+pub fn rxdrop(
+    sock: &mut XskSocket,
+    batch: u32,
+    duration: Duration,
+    poll: bool,
+    linger: Duration,
+    mut stop: impl Stop,
+) -> Result<LoopStats> {
+    let clock = Clock::new(duration);
+    let mut frames = sock.rx_frames(batch as usize);
+    let (mut packets, mut bytes) = (0u64, 0u64);
+    let pace = Pace {
+        batch,
+        poll,
+        linger,
+    };
+    paced(sock, &clock, pace, &mut stop, |sock| {
+        let n = sock.recv(batch, &mut frames)?;
+        packets += n as u64;
+        bytes += frames.descs().iter().map(|d| d.len as u64).sum::<u64>();
+        sock.recycle(&mut frames);
+        Ok(n)
+    })?;
+    Ok(clock.finish(packets, bytes))
+}
+
+/// Sends `packet` over and over in batches of `batch` for `duration` (or until
+/// `stop`); counts what the kernel completed.
+pub fn txonly(
+    sock: &mut XskSocket,
+    packet: &[u8],
+    batch: u32,
+    duration: Duration,
+    mut stop: impl Stop,
+) -> Result<LoopStats> {
+    sock.check_packet(0, packet.len())?;
+    let clock = Clock::new(duration);
+    let packets: Vec<&[u8]> = vec![packet; batch as usize];
+    let done0 = sock.counters().tx_completed;
+    while !clock.done(&mut stop) {
+        if sock.send_some(&packets)? == 0 {
+            sock.kick_tx()?;
+            sock.complete();
+        }
+    }
+    sock.flush(Some(Duration::from_secs(1)))?;
+    let sent = sock.counters().tx_completed - done0;
+    Ok(clock.finish(sent, sent * packet.len() as u64))
+}
+
+/// Sends every received packet back out of the same socket with its MAC addresses
+/// swapped, for `duration` (or until `stop`).
+pub fn l2fwd(
+    sock: &mut XskSocket,
+    batch: u32,
+    duration: Duration,
+    poll: bool,
+    linger: Duration,
+    mut stop: impl Stop,
+) -> Result<LoopStats> {
+    let clock = Clock::new(duration);
+    let (b0, p0) = (sock.counters().tx_bytes, sock.counters().tx_packets);
+    let pace = Pace {
+        batch,
+        poll,
+        linger,
+    };
+    paced(sock, &clock, pace, &mut stop, |sock| {
+        sock.forward_back(batch, true)
+    })?;
+    sock.flush(Some(Duration::from_secs(1)))?;
+    let c = sock.counters();
+    Ok(clock.finish(c.tx_packets - p0, c.tx_bytes - b0))
+}
