@@ -168,54 +168,88 @@ def _rust_loop(gen: _Generator, loop: Callable[[], dict[str, float]]) -> dict[st
     return wait()
 
 
-def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Result:
-    with _Generator(o, peer, packet) as gen:
-        return _rxdrop_with(o, path, ifname, gen)
-
-
-def _rxdrop_with(o: Options, path: str, ifname: str, gen: _Generator) -> Result:
-    total = o.duration + 0.4  # the receiver outlives the generator, then drains
-    if path == "af_packet":
-        rx = _packet_socket(o, ifname)
-        packet_statistics(rx)
-        buf = bytearray(4096)
-        got = 0
-        c0, t0 = time.thread_time(), time.perf_counter()
+def _timed(
+    total: float, step: Callable[[], int], gen: _Generator | None = None
+) -> tuple[int, float]:
+    """Starts the generator (if any), then runs `step` (one batch: returns how many
+    packets it handled) for `total` seconds; returns the packets and the CPU time of
+    this thread."""
+    count = 0
+    c0, t0 = time.thread_time(), time.perf_counter()
+    if gen is not None:
         gen.start()
-        while time.perf_counter() - t0 < total:
-            try:
-                rx.recv_into(buf)
-                got += 1
-            except (BlockingIOError, TimeoutError):
-                continue
-            if o.linger:
-                got += _linger_drain(rx, buf, o.linger)
-        cpu = time.thread_time() - c0
-        g = gen.join()
-        _, drops = packet_statistics(rx)
-        rx.close()
-        return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, {"drops": drops})
-    sock = _socket(o, ifname, tx_size=0)
-    try:
-        if path == "rust":
-            out = _rust_loop(gen, lambda: sock.rust_rxdrop(total, o.batch, o.poll, o.linger))
-            got, cpu = int(out["packets"]), float(out["cpu_seconds"])
-        else:
-            got = 0
-            timeout = 0.05 if o.poll else 0
-            c0, t0 = time.thread_time(), time.perf_counter()
-            gen.start()
-            while time.perf_counter() - t0 < total:
-                batch = sock.recv(o.batch, timeout=timeout, linger=o.linger)
-                got += len(batch)
-                batch.release()
-            cpu = time.thread_time() - c0
-        g = gen.join()
-        st = sock.statistics()
-    finally:
-        sock.close()
+    while time.perf_counter() - t0 < total:
+        count += step()
+    return count, time.thread_time() - c0
+
+
+def _af_packet_step(
+    s: socket.socket, buf: bytearray, linger: float, handle: Callable[[int, Any], int]
+) -> Callable[[], int]:
+    """One step of an AF_PACKET loop: take a packet (waiting as the socket is set up
+    to), and with `linger`, let more gather and take them all. `handle(n, addr)` deals
+    with each and says whether it counts."""
+
+    def step() -> int:
+        try:
+            n, addr = s.recvfrom_into(buf)
+        except (BlockingIOError, TimeoutError):
+            return 0
+        got = handle(n, addr)
+        if linger:
+            time.sleep(linger)
+            while True:
+                try:
+                    n, addr = s.recvfrom_into(buf, 0, socket.MSG_DONTWAIT)
+                except (BlockingIOError, TimeoutError):
+                    break
+                got += handle(n, addr)
+        return got
+
+    return step
+
+
+def _recv_step(o: Options, sock: XskSocket) -> Callable[[], int]:
+    """One step of the Python API's rxdrop: receive a batch and release it."""
+    timeout = 0.05 if o.poll else 0
+
+    def step() -> int:
+        batch = sock.recv(o.batch, timeout=timeout, linger=o.linger)
+        n = len(batch)
+        batch.release()
+        return n
+
+    return step
+
+
+def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Result:
+    total = o.duration + 0.4  # the receiver outlives the generator, then drains
+    with _Generator(o, peer, packet) as gen:
+        if path == "af_packet":
+            rx = _packet_socket(o, ifname)
+            packet_statistics(rx)
+            got, cpu = _timed(total, _af_packet_step(rx, bytearray(4096), o.linger, _one), gen)
+            g = gen.join()
+            _, drops = packet_statistics(rx)
+            rx.close()
+            return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, {"drops": drops})
+        sock = _socket(o, ifname, tx_size=0)
+        try:
+            if path == "rust":
+                out = _rust_loop(gen, lambda: sock.rust_rxdrop(total, o.batch, o.poll, o.linger))
+                got, cpu = int(out["packets"]), float(out["cpu_seconds"])
+            else:
+                got, cpu = _timed(total, _recv_step(o, sock), gen)
+            g = gen.join()
+            st = sock.statistics()
+        finally:
+            sock.close()
     kernel = {k: st[k] for k in ("rx_dropped", "rx_ring_full")}
     return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, kernel)
+
+
+def _one(n: int, addr: Any) -> int:
+    return 1
 
 
 def _txonly(
@@ -225,13 +259,15 @@ def _txonly(
     if path == "af_packet":
         tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         tx.bind((ifname, 0))
-        sent = 0
-        c0, t0 = time.thread_time(), time.perf_counter()
-        while time.perf_counter() - t0 < o.duration:
+
+        def send_af_packet() -> int:
             for _ in range(o.batch):
                 tx.send(packet)
-            sent += o.batch
-        secs, cpu = time.perf_counter() - t0, time.thread_time() - c0
+            return o.batch
+
+        t0 = time.perf_counter()
+        sent, cpu = _timed(o.duration, send_af_packet)
+        secs = time.perf_counter() - t0
         tx.close()
     else:
         sock = _socket(o, ifname, rx_size=0)
@@ -241,11 +277,10 @@ def _txonly(
                 sent, secs, cpu = int(r["packets"]), r["seconds"], r["cpu_seconds"]
             else:
                 packets = [packet] * o.batch
-                c0, t0 = time.thread_time(), time.perf_counter()
-                while time.perf_counter() - t0 < o.duration:
-                    sock.send(packets)
+                t0 = time.perf_counter()
+                _, cpu = _timed(o.duration, lambda: sock.send(packets))
                 sock.flush(timeout=1.0)
-                secs, cpu = time.perf_counter() - t0, time.thread_time() - c0
+                secs = time.perf_counter() - t0
                 sent = sock.statistics()["tx_completed"]
         finally:
             sock.close()
@@ -254,83 +289,45 @@ def _txonly(
     return Result(path, sent, secs, sent, arrived, cpu)
 
 
-def _linger_drain(s: socket.socket, buf: bytearray, linger: float) -> int:
-    """After a wakeup, let packets gather for `linger` s, then take them all."""
-    time.sleep(linger)
-    got = 0
-    while True:
-        try:
-            s.recv_into(buf, 0, socket.MSG_DONTWAIT)
-        except (BlockingIOError, TimeoutError):
-            return got
-        got += 1
-
-
-def _swap(buf: bytearray, n: int) -> bytes:
-    return bytes(buf[6:12] + buf[0:6] + buf[12:n])
-
-
 def _l2fwd(
     o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, packet: bytes
 ) -> Result:
-    with _Generator(o, peer, packet) as gen:
-        return _l2fwd_with(o, path, ifname, tb, peer, gen)
-
-
-def _l2fwd_with(
-    o: Options, path: str, ifname: str, tb: VethTestbed | None, peer: str, gen: _Generator
-) -> Result:
     before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
     total = o.duration + 0.4
-    if path == "af_packet":
-        s = _packet_socket(o, ifname)
-        buf = bytearray(4096)
-        fwd = 0
-        c0, t0 = time.thread_time(), time.perf_counter()
-        gen.start()
-        while time.perf_counter() - t0 < total:
+    with _Generator(o, peer, packet) as gen:
+        if path == "af_packet":
+            s = _packet_socket(o, ifname)
+            buf = bytearray(4096)
+
+            def reflect(n: int, addr: Any) -> int:
+                if addr[2] == socket.PACKET_OUTGOING:
+                    return 0
+                s.send(bytes(buf[6:12] + buf[0:6] + buf[12:n]))
+                return 1
+
+            fwd, cpu = _timed(total, _af_packet_step(s, buf, o.linger, reflect), gen)
+            s.close()
+        else:
+            sock = _socket(o, ifname)
             try:
-                n, addr = s.recvfrom_into(buf)
-            except (BlockingIOError, TimeoutError):
-                continue
-            if addr[2] == socket.PACKET_OUTGOING:
-                continue
-            s.send(_swap(buf, n))
-            fwd += 1
-            if o.linger:
-                time.sleep(o.linger)
-                while True:
-                    try:
-                        n, addr = s.recvfrom_into(buf, 0, socket.MSG_DONTWAIT)
-                    except (BlockingIOError, TimeoutError):
-                        break
-                    if addr[2] != socket.PACKET_OUTGOING:
-                        s.send(_swap(buf, n))
-                        fwd += 1
-        cpu = time.thread_time() - c0
-        s.close()
-    else:
-        sock = _socket(o, ifname)
-        try:
-            if path == "rust":
-                out = _rust_loop(gen, lambda: sock.rust_l2fwd(total, o.batch, o.poll, o.linger))
-                fwd, cpu = int(out["packets"]), float(out["cpu_seconds"])
-            else:
-                fwd = 0
-                c0, t0 = time.thread_time(), time.perf_counter()
-                gen.start()
-                while time.perf_counter() - t0 < total:
-                    n = sock.l2fwd(o.batch)
-                    fwd += n
-                    if not n and o.poll:
-                        sock.wait_readable(timeout=0.05)
-                    elif n < o.batch and o.linger:
-                        time.sleep(o.linger)
-                sock.flush(timeout=1.0)
-                cpu = time.thread_time() - c0
-        finally:
-            sock.close()
-    g = gen.join()
+                if path == "rust":
+                    out = _rust_loop(gen, lambda: sock.rust_l2fwd(total, o.batch, o.poll, o.linger))
+                    fwd, cpu = int(out["packets"]), float(out["cpu_seconds"])
+                else:
+
+                    def forward() -> int:
+                        n = sock.l2fwd(o.batch)
+                        if not n and o.poll:
+                            sock.wait_readable(timeout=0.05)
+                        elif n < o.batch and o.linger:
+                            time.sleep(o.linger)
+                        return n
+
+                    fwd, cpu = _timed(total, forward, gen)
+                    sock.flush(timeout=1.0)
+            finally:
+                sock.close()
+        g = gen.join()
     time.sleep(0.05)
     back = tb.link_stats(peer)["rx_packets"] - before if tb else fwd
     return Result(path, fwd, g["seconds"], int(g["packets"]), back, cpu)
@@ -344,14 +341,8 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
     def receive(sock: XskSocket) -> dict[str, float]:
         if path == "rust":
             return sock.rust_rxdrop(total, o.batch, o.poll, o.linger)
-        got = 0
-        c0, t0 = time.thread_time(), time.perf_counter()
-        timeout = 0.05 if o.poll else 0
-        while time.perf_counter() - t0 < total and not sock.closed:
-            batch = sock.recv(o.batch, timeout=timeout, linger=o.linger)
-            got += len(batch)
-            batch.release()
-        return {"packets": got, "cpu_seconds": time.thread_time() - c0}
+        got, cpu = _timed(total, _recv_step(o, sock))
+        return {"packets": got, "cpu_seconds": cpu}
 
     # Everything opened is closed on the way out, also on an error or Ctrl-C: closing
     # a socket ends the loop running on it, and the generators stop their traffic.

@@ -185,6 +185,18 @@ def info(ifname: str | None) -> None:
         Console().print(table)
 
 
+def _run(what: str, done: Callable[[int], bool], step: Callable[[Rates], None]) -> Rates:
+    """Runs `step` until `done(packets so far)` or Ctrl-C, showing live rates on a
+    terminal; returns the counts."""
+    with Rates(what) as rates:
+        try:
+            while not done(rates.packets):
+                step(rates)
+        except KeyboardInterrupt:
+            pass
+    return rates
+
+
 def _until(count: int | None, duration: float | None) -> Callable[[int], bool]:
     deadline = None if duration is None else time.monotonic() + duration
 
@@ -225,18 +237,16 @@ def capture(
             pcap = stack.enter_context(PcapWriter(path))
             if tb is not None:
                 stack.enter_context(_generate(tb, tb.peer, count or 1000))
-            done = _until(count, duration)
-            with Rates(f"capture {name}:{queue}") as rates:
-                try:
-                    while not done(pcap.packets):
-                        want = 256 if count is None else min(256, count - pcap.packets)
-                        with sock.recv(want, timeout=0.2) as batch:
-                            now = time.time()
-                            for frame in batch:
-                                pcap.write(frame, now)
-                            rates.add(len(batch), sum(batch.lengths()))
-                except KeyboardInterrupt:
-                    pass
+
+            def take(rates: Rates) -> None:
+                want = 256 if count is None else min(256, count - pcap.packets)
+                with sock.recv(want, timeout=0.2) as batch:
+                    now = time.time()
+                    for frame in batch:
+                        pcap.write(frame, now)
+                    rates.add(len(batch), sum(batch.lengths()))
+
+            _run(f"capture {name}:{queue}", _until(count, duration), take)
             stats = sock.statistics()
     lost = stats["rx_dropped"] + stats["rx_ring_full"]
     click.echo(
@@ -323,22 +333,20 @@ def forward(
             sel.register(b.fileno(), selectors.EVENT_READ)
             if tb is not None:
                 stack.enter_context(_generate(tb, tb.peer, count or 1000))
-            done = _until(count, duration)
-            with Rates(f"forward {a_name} <-> {b_name}") as rates:
-                try:
-                    while not done(rates.packets):
-                        moved = 0
-                        for src, dst in ((a, b), (b, a)):
-                            with src.recv(256, timeout=0) as batch:
-                                if len(batch):
-                                    packets = batch.to_list()
-                                    n = dst.send(packets, timeout=1.0)
-                                    rates.add(n, sum(len(p) for p in packets[:n]))
-                                    moved += n
-                        if not moved:
-                            sel.select(timeout=0.1)
-                except KeyboardInterrupt:
-                    pass
+
+            def move(rates: Rates) -> None:
+                moved = 0
+                for src, dst in ((a, b), (b, a)):
+                    with src.recv(256, timeout=0) as batch:
+                        if len(batch):
+                            packets = batch.to_list()
+                            n = dst.send(packets, timeout=1.0)
+                            rates.add(n, sum(len(p) for p in packets[:n]))
+                            moved += n
+                if not moved:
+                    sel.select(timeout=0.1)
+
+            rates = _run(f"forward {a_name} <-> {b_name}", _until(count, duration), move)
             a.flush(timeout=1.0)
             b.flush(timeout=1.0)
         msg = f"forwarded {rates.packets} packets between {a_name} and {b_name}"

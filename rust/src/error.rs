@@ -68,11 +68,6 @@ impl Error {
         }
     }
 
-    /// Like [`Error::os`] with `errno` read from the thread's last error.
-    pub fn last_os(what: impl fmt::Display) -> Self {
-        Self::os(what, io::Error::last_os_error())
-    }
-
     pub fn with_errno(mut self, errno: i32) -> Self {
         self.errno = Some(errno);
         self

@@ -386,15 +386,6 @@ impl RxFrames {
         unsafe { self.claim.umem.slice(d.addr, d.len) }
     }
 
-    /// The bytes of packet `i`, to change in place (e.g. before sending it on).
-    #[inline]
-    pub fn packet_mut(&mut self, i: usize) -> &mut [u8] {
-        let d = self.descs[i];
-        // SAFETY: as for packet(); &mut self makes this the only reference into the
-        // frame that this value hands out.
-        unsafe { self.claim.umem.slice_mut(d.addr, d.len) }
-    }
-
     /// Where packet `i` is, for exporting it through a buffer protocol: valid, and not
     /// written by the kernel, as long as this value holds the frame.
     #[inline]

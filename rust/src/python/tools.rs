@@ -9,7 +9,7 @@ use super::args::{duration_arg, timeout_arg, u32_arg};
 use super::core::run_loop;
 use super::errors::config_err;
 use super::socket::PySocket;
-use crate::tools::{self, LoopStats, SequenceRun};
+use crate::tools::{self, LoopStats, Pace, SequenceRun};
 
 fn loop_stats(py: Python<'_>, st: LoopStats) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
@@ -18,6 +18,15 @@ fn loop_stats(py: Python<'_>, st: LoopStats) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("seconds", st.seconds)?;
     d.set_item("cpu_seconds", st.cpu_seconds)?;
     Ok(d)
+}
+
+/// The arguments of a receiving loop.
+fn pace_args(batch: i64, poll: bool, linger: f64) -> PyResult<Pace> {
+    Ok(Pace {
+        batch: u32_arg("batch", batch)?,
+        poll,
+        linger: timeout_arg(Some(linger))?.unwrap_or_default(),
+    })
 }
 
 #[pymethods]
@@ -33,11 +42,8 @@ impl PySocket {
         poll: bool,
         linger: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (d, b) = (duration_arg(duration)?, u32_arg("batch", batch)?);
-        let l = timeout_arg(Some(linger))?.unwrap_or_default();
-        let st = run_loop(py, &self.core, |s, stop| {
-            tools::rxdrop(s, b, d, poll, l, stop)
-        })?;
+        let (d, pace) = (duration_arg(duration)?, pace_args(batch, poll, linger)?);
+        let st = run_loop(py, &self.core, |s, stop| tools::rxdrop(s, pace, d, stop))?;
         loop_stats(py, st)
     }
 
@@ -68,11 +74,8 @@ impl PySocket {
         poll: bool,
         linger: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (d, b) = (duration_arg(duration)?, u32_arg("batch", batch)?);
-        let l = timeout_arg(Some(linger))?.unwrap_or_default();
-        let st = run_loop(py, &self.core, |s, stop| {
-            tools::l2fwd(s, b, d, poll, l, stop)
-        })?;
+        let (d, pace) = (duration_arg(duration)?, pace_args(batch, poll, linger)?);
+        let st = run_loop(py, &self.core, |s, stop| tools::l2fwd(s, pace, d, stop))?;
         loop_stats(py, st)
     }
 

@@ -191,11 +191,6 @@ impl XskSocket {
         sys::xsk::statistics(self.fd()).map_err(|e| Error::os("reading XDP_STATISTICS", e))
     }
 
-    /// Stores `e` to be reported by the next call (after a partial success).
-    pub fn set_pending(&mut self, e: Error) {
-        self.pending = Some(e);
-    }
-
     /// Reports a failure saved for the next call.
     fn take_pending(&mut self) -> Result<()> {
         match self.pending.take() {

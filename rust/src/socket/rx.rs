@@ -2,9 +2,9 @@
 //! [`RxFrames`], peek and consume (packets a consumer could not take stay in the ring),
 //! and take the frames back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::watch::{remaining, transient};
+use super::watch::transient;
 use super::{errors, XskSocket};
 use crate::error::Result;
 use crate::umem::RxFrames;
@@ -224,37 +224,6 @@ impl XskSocket {
             if let Err(e) = self.kick_rx_if_needed() {
                 self.pending = Some(e);
             }
-        }
-    }
-
-    /// Frames currently held in the user's rx batches.
-    pub fn rx_held(&self) -> u32 {
-        self.ledger.counts().rx_held
-    }
-
-    /// Frames on the fill ring or with the kernel for receiving.
-    pub fn rx_in_kernel(&self) -> u32 {
-        self.ledger.counts().rx_in_kernel
-    }
-
-    /// Like [`XskSocket::recv`], waiting up to `timeout` (forever if `None`) for at
-    /// least one packet.
-    pub fn recv_wait(
-        &mut self,
-        max: u32,
-        out: &mut RxFrames,
-        timeout: Option<Duration>,
-    ) -> Result<u32> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let n = self.recv(max, out)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            let Some(wait) = remaining(deadline) else {
-                return Ok(0);
-            };
-            self.poll(libc::POLLIN, wait)?;
         }
     }
 

@@ -9,14 +9,16 @@ use crate::socket::XskSocket;
 /// How long a poll-mode loop waits at most before looking at the clock again.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
-/// How a receiving loop waits between batches.
+/// How a receiving loop takes packets and waits between batches.
 #[derive(Debug, Clone, Copy)]
-struct Pace {
-    batch: u32,
+pub struct Pace {
+    /// Packets per batch.
+    pub batch: u32,
     /// Wait in poll(2) when nothing came, instead of spinning.
-    poll: bool,
-    /// After a batch that was not full, wait this long for more to gather.
-    linger: Duration,
+    pub poll: bool,
+    /// After a batch that was not full, wait this long for more to gather (fewer
+    /// wakeups per packet).
+    pub linger: Duration,
 }
 
 /// Runs `step` (which handles up to a batch and says how many packets) until the clock
@@ -39,27 +41,18 @@ fn paced(
     Ok(())
 }
 
-/// Receives and drops packets for `duration` (or until `stop`). `poll`: wait in poll(2)
-/// when the ring is empty, instead of spinning. `linger`: after a batch that was not
-/// full, wait this long for more packets to gather (fewer wakeups per packet).
+/// Receives and drops packets for `duration` (or until `stop`).
 pub fn rxdrop(
     sock: &mut XskSocket,
-    batch: u32,
+    pace: Pace,
     duration: Duration,
-    poll: bool,
-    linger: Duration,
     mut stop: impl Stop,
 ) -> Result<LoopStats> {
     let clock = Clock::new(duration);
-    let mut frames = sock.rx_frames(batch as usize);
+    let mut frames = sock.rx_frames(pace.batch as usize);
     let (mut packets, mut bytes) = (0u64, 0u64);
-    let pace = Pace {
-        batch,
-        poll,
-        linger,
-    };
     paced(sock, &clock, pace, &mut stop, |sock| {
-        let n = sock.recv(batch, &mut frames)?;
+        let n = sock.recv(pace.batch, &mut frames)?;
         packets += n as u64;
         bytes += frames.descs().iter().map(|d| d.len as u64).sum::<u64>();
         sock.recycle(&mut frames);
@@ -96,21 +89,14 @@ pub fn txonly(
 /// swapped, for `duration` (or until `stop`).
 pub fn l2fwd(
     sock: &mut XskSocket,
-    batch: u32,
+    pace: Pace,
     duration: Duration,
-    poll: bool,
-    linger: Duration,
     mut stop: impl Stop,
 ) -> Result<LoopStats> {
     let clock = Clock::new(duration);
     let (b0, p0) = (sock.counters().tx_bytes, sock.counters().tx_packets);
-    let pace = Pace {
-        batch,
-        poll,
-        linger,
-    };
     paced(sock, &clock, pace, &mut stop, |sock| {
-        sock.forward_back(batch, true)
+        sock.forward_back(pace.batch, true)
     })?;
     sock.flush(Some(Duration::from_secs(1)))?;
     let c = sock.counters();
