@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bed(queues=1, veths=()): the shape of the module's veth test bed"
     )
+
+
+def require_tool(name: str, why: str) -> str:
+    """The path of a program a test needs: skipped where it is missing, but a failure in
+    CI (AFXDP_REQUIRE_ROOT=1), where setup installs everything."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("AFXDP_REQUIRE_ROOT") == "1":
+            pytest.fail(f"{name} is not installed (scripts/setup.sh installs it)")
+        pytest.skip(f"needs {name} {why}")
+    return path
 
 
 def without_privileges(memlock: int) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from conftest import require_tool
 
 import afxdp_rs
 from afxdp_rs.aio import AsyncXskSocket
@@ -252,11 +252,7 @@ def test_deleted_interface_wakes_a_waiting_recv(bed: VethTestbed, loop_kind: str
 
 
 def test_detached_program_wakes_a_waiting_recv(bed: VethTestbed) -> None:
-    tool = shutil.which("bpftool")
-    if tool is None:
-        if os.environ.get("AFXDP_REQUIRE_ROOT") == "1":
-            pytest.fail("bpftool is not installed (apt-get install bpftool)")
-        pytest.skip("needs bpftool to detach the program as another tool would")
+    tool = require_tool("bpftool", "to detach the program as another tool would")
 
     async def main() -> None:
         async with AsyncXskSocket.open(bed.inner, 0, mode="native") as sock:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import require_tool
 
 import afxdp_rs
 from afxdp_rs.testbed import VethTestbed
@@ -132,12 +132,7 @@ def test_interface_down_is_reported(bed: VethTestbed) -> None:
 
 
 def bpftool() -> str:
-    path = shutil.which("bpftool")
-    if path is None:
-        if os.environ.get("AFXDP_REQUIRE_ROOT") == "1":
-            pytest.fail("bpftool is not installed (apt-get install bpftool)")
-        pytest.skip("needs bpftool to detach the program as another tool would")
-    return path
+    return require_tool("bpftool", "to detach the program as another tool would")
 
 
 def test_program_detached_by_someone_else_is_reported(bed: VethTestbed) -> None:
