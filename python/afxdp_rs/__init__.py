@@ -15,7 +15,15 @@ copying, and send batches of bytes-like packets with one call::
 
 from __future__ import annotations
 
-from afxdp_rs._afxdp import FRAME_SIZES, Frame, RxBatch, XdpProgram, XskSocket, __version__
+from afxdp_rs._afxdp import (
+    FRAME_SIZES,
+    Forwarder,
+    Frame,
+    RxBatch,
+    XdpProgram,
+    XskSocket,
+    __version__,
+)
 from afxdp_rs.errors import (
     AfXdpError,
     AttachError,
@@ -43,6 +51,7 @@ __all__ = [
     "BatchReleasedError",
     "BusyError",
     "ConfigError",
+    "Forwarder",
     "Frame",
     "InterfaceNotFoundError",
     "MemlockError",

@@ -5,12 +5,16 @@
 //! * [`sys`]: the kernel ABI and every system call (AF_XDP socket options, mmap,
 //!   interfaces, bpf(2) on maps and links);
 //! * [`ring`]: the single-producer/single-consumer rings shared with the kernel;
+//! * [`csum`]: TCP/UDP checksums, and finishing the partial ones offloading senders
+//!   leave;
 //! * [`umem`]: the packet memory, its frames, and [`RxFrames`], the safe view of
 //!   received packets;
 //! * [`xskmap`] and [`program`]: the XSKMAP and the default XDP program that steer
 //!   packets to sockets;
 //! * [`socket`]: one AF_XDP socket (configuration, open, the frame ledger, rx, tx,
 //!   waits);
+//! * [`forwarder`]: zero-copy forwarding between two interfaces, a thread per queue
+//!   pair;
 //! * [`tools`]: benchmark loops and sequence-checked runs (a test rig on top of the
 //!   socket);
 //! * the Python bindings (feature `python`).
@@ -24,7 +28,9 @@
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
+pub mod csum;
 pub mod error;
+pub mod forwarder;
 #[cfg(feature = "loader")]
 pub mod program;
 pub mod ring;

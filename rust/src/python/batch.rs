@@ -169,6 +169,17 @@ impl RxBatch {
         Ok(off)
     }
 
+    /// What each packet's TCP/UDP checksum says: "complete", "partial" (left unfinished
+    /// by a sender that offloads checksums), "wrong", "absent" (UDP without one) or
+    /// "not_applicable" (not TCP/UDP, a fragment). Reads every byte: a check, not free.
+    fn checksums(&self) -> PyResult<Vec<&'static str>> {
+        let st = self.check_live()?;
+        let frames = st.frames.as_ref().expect("checked live");
+        Ok((0..frames.len())
+            .map(|i| frames.checksum(i).as_str())
+            .collect())
+    }
+
     /// Copies every packet out as a list of bytes.
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let st = self.check_live()?;
@@ -267,6 +278,16 @@ impl Frame {
         let batch = self.batch.get();
         let st = batch.check_live()?;
         Ok(PyBytes::new(py, packet(&st, self.index)))
+    }
+
+    /// What the packet's TCP/UDP checksum says: "complete", "partial", "wrong",
+    /// "absent" or "not_applicable" (see RxBatch.checksums).
+    #[getter]
+    fn checksum(&self) -> PyResult<&'static str> {
+        let batch = self.batch.get();
+        let st = batch.check_live()?;
+        let frames = st.frames.as_ref().expect("checked live");
+        Ok(frames.checksum(self.index).as_str())
     }
 
     /// Offset of the packet in the UMEM.

@@ -8,12 +8,14 @@
 //! * `socket`: `XskSocket`;
 //! * `batch`: `RxBatch`, `Frame` and the buffer protocol;
 //! * `tools`: the test rig's methods of `XskSocket` (Rust loops, sequence_check);
+//! * `forwarder`: `Forwarder`, zero-copy forwarding between two interfaces;
 //! * `program`: `XdpProgram` and `interface_info`.
 
 mod args;
 mod batch;
 mod core;
 mod errors;
+mod forwarder;
 mod program;
 mod socket;
 mod tools;
@@ -27,6 +29,7 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batch::Frame>()?;
     m.add_class::<batch::BatchIter>()?;
     m.add_class::<program::PyXdpProgram>()?;
+    m.add_class::<forwarder::PyForwarder>()?;
     m.add_function(wrap_pyfunction!(program::interface_info, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;

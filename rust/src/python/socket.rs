@@ -82,7 +82,7 @@ impl PySocket {
         frame_count = 4096, headroom = 0, fill_size = 2048, comp_size = 2048,
         rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
         inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
-        shared_umem = None, frames = None, hold_fds = None
+        shared_umem = None, frames = None, hold_fds = None, complete_checksums = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -107,6 +107,7 @@ impl PySocket {
         shared_umem: Option<&Bound<'_, PySocket>>,
         frames: Option<(i64, i64)>,
         hold_fds: Option<Vec<i64>>,
+        complete_checksums: bool,
     ) -> PyResult<Self> {
         let queue = u32::try_from(queue).map_err(|_| {
             QueueError::new_err(format!(
@@ -140,6 +141,7 @@ impl PySocket {
             bind: BindMode::parse(bind)?,
             need_wakeup,
             steering,
+            complete_checksums,
             frames: frames
                 .map(|(a, b)| Ok::<_, PyErr>((u32_arg("frames[0]", a)?, u32_arg("frames[1]", b)?)))
                 .transpose()?,
@@ -390,7 +392,7 @@ impl PySocket {
             Ok((s.statistics()?, s.counters(), s.frame_counts()))
         })?;
         let d = PyDict::new(py);
-        let items: [(&str, u64); 21] = [
+        let items: [(&str, u64); 22] = [
             ("rx_dropped", k.rx_dropped),
             ("rx_invalid_descs", k.rx_invalid_descs),
             ("tx_invalid_descs", k.tx_invalid_descs),
@@ -407,6 +409,7 @@ impl PySocket {
             ("invalid_completions", c.invalid_completions),
             ("invalid_rx_descs", c.invalid_rx_descs),
             ("invalid_returns", c.invalid_returns),
+            ("checksums_completed", c.checksums_completed),
             // Where the socket's frames are: these four always add up to frame_count.
             ("free_frames", f.free as u64),
             ("tx_outstanding", f.tx_outstanding as u64),

@@ -153,6 +153,9 @@ pub struct SocketConfig {
     pub need_wakeup: bool,
     /// How packets reach the socket.
     pub steering: Steering,
+    /// Complete partial checksums of received packets in place (see [`crate::csum`]):
+    /// for a program that passes them on to something that checks them.
+    pub complete_checksums: bool,
     /// The UMEM frames (indices `start..end`) this socket's pool uses; `None` for all.
     /// Sockets sharing a UMEM must use disjoint ranges.
     pub frames: Option<(u32, u32)>,
@@ -175,6 +178,7 @@ impl Default for SocketConfig {
             bind: BindMode::Auto,
             need_wakeup: true,
             steering: Steering::default(),
+            complete_checksums: false,
             frames: None,
             hold: Vec::new(),
             bind_retry: Duration::from_secs(2),

@@ -1,10 +1,81 @@
-//! Forwarding without a copy: a received frame goes straight onto the tx ring, and
-//! comes back to the pool once the kernel has sent it.
-
+//! Forwarding without a copy: a received frame goes straight onto a tx ring (this
+//! socket's, or another's sharing the UMEM), and comes back to its socket's pool once
+//! the kernel has sent it.
 #![allow(unsafe_code)]
 
-use super::XskSocket;
+use std::sync::Arc;
+
+use super::ledger::Ledger;
+use super::{errors, XskSocket};
+use crate::csum;
 use crate::error::{Error, ErrorKind, Result};
+use crate::ring::{ConsumerRing, ProducerRing};
+use crate::sys::XdpDesc;
+use crate::umem::UmemArea;
+
+/// What one forwarding call moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Packets put on the tx ring.
+    pub packets: u32,
+    pub bytes: u64,
+    /// Partial checksums completed on the way.
+    pub checksums: u32,
+}
+
+/// What [`move_frames`] did.
+struct Moved {
+    /// Entries taken off the rx ring.
+    taken: u32,
+    /// Of those, put on the tx ring (the others were not the socket's frames).
+    sent: u32,
+    bytes: u64,
+}
+
+/// Moves up to `max` descriptors from `rx` to `tx` (as many as `tx` has room for; the
+/// rest stay in `rx`), skipping any that is not one of `ledger`'s frames. `each` sees
+/// every packet before it goes, and may change it in place.
+fn move_frames(
+    rx: &mut ConsumerRing<XdpDesc>,
+    tx: &mut ProducerRing<XdpDesc>,
+    ledger: &Ledger,
+    max: u32,
+    mut each: impl FnMut(&XdpDesc),
+) -> Moved {
+    let room = tx.free(max).min(max);
+    let peek = rx.peek(room);
+    let n = peek.len();
+    let mut r = tx.reserve(n);
+    let (mut sent, mut bytes) = (0, 0u64);
+    for i in 0..n {
+        let d = peek.read(i);
+        if !ledger.owns(&d) {
+            continue;
+        }
+        each(&d);
+        r.write(sent, d);
+        sent += 1;
+        bytes += d.len as u64;
+    }
+    r.submit(sent);
+    peek.release_all();
+    Moved {
+        taken: n,
+        sent,
+        bytes,
+    }
+}
+
+/// The bytes of a received packet, to change in place before it is sent on.
+///
+/// # Safety
+/// `d` must lie inside one frame of `umem` that the caller holds: taken off the rx
+/// ring and not yet on a tx ring, so the kernel neither writes nor reads it.
+#[allow(clippy::mut_from_ref)]
+unsafe fn packet<'a>(umem: &'a UmemArea, d: &XdpDesc) -> &'a mut [u8] {
+    // SAFETY: forwarded from the caller.
+    unsafe { umem.slice_mut(d.addr, d.len) }
+}
 
 impl XskSocket {
     /// Sends up to `max` received packets back out of this socket without copying them:
@@ -16,54 +87,100 @@ impl XskSocket {
         self.check_not_peeked()?;
         self.complete();
         self.reclaim();
-        let umem = std::sync::Arc::clone(self.claim.umem());
+        let umem = Arc::clone(self.claim.umem());
         let (Some(rx), Some(tx)) = (self.rings.rx.as_mut(), self.rings.tx.as_mut()) else {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
                 "forwarding needs both an rx and a tx ring (rx_size and tx_size > 0)",
             ));
         };
-        let room = tx.free(max).min(max);
-        let peek = rx.peek(room);
-        let n = peek.len();
-        let mut r = tx.reserve(n);
-        let (mut k, mut bytes, mut invalid) = (0, 0u64, 0u64);
-        for i in 0..n {
-            let d = peek.read(i);
-            if !self.ledger.owns(&d) {
-                invalid += 1;
-                continue;
-            }
+        let m = move_frames(rx, tx, &self.ledger, max, |d| {
             if swap_macs && d.len >= 12 {
-                // SAFETY: the kernel is done with this received frame and it is ours
-                // until we put it on the tx ring below; 12 bytes fit (d.len >= 12 and
-                // the descriptor lies inside one frame).
-                let head = unsafe { umem.slice_mut(d.addr, 12) };
+                // SAFETY: move_frames hands over frames taken off the rx ring, not yet
+                // on the tx ring; the descriptor lies inside one of our frames.
+                let head = &mut unsafe { packet(&umem, d) }[..12];
                 let (dst, src) = head.split_at_mut(6);
                 dst.swap_with_slice(src);
             }
-            r.write(k, d);
-            k += 1;
-            bytes += d.len as u64;
-        }
-        r.submit(k);
-        peek.release_all();
-        self.ledger.received(n);
-        self.ledger.forwarded(k);
-        self.counters.invalid_rx_descs += invalid;
-        self.counters.rx_packets += k as u64;
-        self.counters.rx_bytes += bytes;
-        self.counters.tx_packets += k as u64;
-        self.counters.tx_bytes += bytes;
-        if k > 0 {
+        });
+        self.counters.tx_packets += m.sent as u64;
+        self.counters.tx_bytes += m.bytes;
+        if m.sent > 0 {
             // Forwarded frames only come back (to be refilled) once sent: drain.
             if let Err(e) = self.drain_tx() {
                 self.pending = Some(e);
             }
         }
-        if self.refill() > 0 || n == 0 {
+        self.after_forward(&m)?;
+        Ok(m.sent)
+    }
+
+    /// Sends up to `max` packets received here out of `out`, without copying: both
+    /// sockets share one UMEM (open `out` with this socket as its `share`), so a frame
+    /// this socket received goes straight onto `out`'s tx ring, and `out` hands it back
+    /// once the kernel has sent it. Packets `out` has no tx room for stay in this
+    /// socket's rx ring (the kernel counts what it cannot deliver meanwhile). With
+    /// `complete_checksums`, partial checksums (see [`crate::csum`]) are completed on
+    /// the way. Never waits.
+    pub fn forward_to(
+        &mut self,
+        out: &mut XskSocket,
+        max: u32,
+        complete_checksums: bool,
+    ) -> Result<Forwarded> {
+        self.take_pending()?;
+        self.check_not_peeked()?;
+        out.take_pending()?;
+        if !Arc::ptr_eq(self.claim.umem(), out.claim.umem()) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "forwarding from {} to {} without a copy needs one UMEM: open the socket \
+                     on {} with shared_umem set to the one on {}",
+                    self.ifname, out.ifname, out.ifname, self.ifname
+                ),
+            ));
+        }
+        out.complete();
+        self.reclaim();
+        let umem = Arc::clone(self.claim.umem());
+        let rx = self.rings.rx.as_mut().ok_or_else(errors::cannot_receive)?;
+        let tx = out.rings.tx.as_mut().ok_or_else(errors::cannot_send)?;
+        let mut checksums = 0;
+        let m = move_frames(rx, tx, &self.ledger, max, |d| {
+            // SAFETY: move_frames hands over frames taken off the rx ring, not yet on
+            // the tx ring; the descriptor lies inside one of our frames.
+            if complete_checksums && csum::complete_partial(unsafe { packet(&umem, d) }) {
+                checksums += 1;
+            }
+        });
+        out.counters.tx_packets += m.sent as u64;
+        out.counters.tx_bytes += m.bytes;
+        self.counters.checksums_completed += checksums as u64;
+        if m.sent > 0 {
+            if let Err(e) = out.drain_tx() {
+                out.pending = Some(e);
+            }
+        }
+        self.after_forward(&m)?;
+        Ok(Forwarded {
+            packets: m.sent,
+            bytes: m.bytes,
+            checksums,
+        })
+    }
+
+    /// The receiving side's accounting after frames were moved to a tx ring, and a
+    /// refill of its fill ring.
+    fn after_forward(&mut self, m: &Moved) -> Result<()> {
+        self.ledger.received(m.taken);
+        self.ledger.forwarded(m.sent);
+        self.counters.invalid_rx_descs += (m.taken - m.sent) as u64;
+        self.counters.rx_packets += m.sent as u64;
+        self.counters.rx_bytes += m.bytes;
+        if self.refill() > 0 || m.taken == 0 {
             self.kick_rx_if_needed()?;
         }
-        Ok(k)
+        Ok(())
     }
 }

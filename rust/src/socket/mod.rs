@@ -33,6 +33,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 pub use config::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions};
+pub use forward::Forwarded;
 pub use ledger::FrameCounts;
 pub use tx::SendStep;
 pub use watch::{Backoff, Watch};
@@ -68,6 +69,18 @@ pub struct Counters {
     pub invalid_rx_descs: u64,
     /// Frames handed back that this socket had not handed out (ignored).
     pub invalid_returns: u64,
+    /// Partial checksums completed on receive (`complete_checksums`).
+    pub checksums_completed: u64,
+}
+
+/// Reads a socket's kernel counters (`XDP_STATISTICS`) without holding the socket.
+#[derive(Debug, Clone)]
+pub struct StatsReader(Arc<OwnedFd>);
+
+impl StatsReader {
+    pub fn read(&self) -> Result<XdpStatistics> {
+        sys::xsk::statistics(self.0.as_fd()).map_err(|e| Error::os("reading XDP_STATISTICS", e))
+    }
 }
 
 /// An AF_XDP socket bound to one queue of one interface, with its own UMEM (or a
@@ -86,6 +99,8 @@ pub struct XskSocket {
     /// ([`RxFrames`]): the range is free for another socket only when all are gone.
     claim: Arc<FrameClaim>,
     ledger: Ledger,
+    /// Completed addresses that are not this socket's frames (scratch for `complete`).
+    foreign: Vec<u64>,
     /// A failure to report on the next call (e.g. after packets were already queued).
     pending: Option<Error>,
     /// Rx entries looked at with `rx_peek` and not yet consumed or cancelled, and the
@@ -188,7 +203,13 @@ impl XskSocket {
 
     /// The kernel's counters for this socket (`XDP_STATISTICS`).
     pub fn statistics(&self) -> Result<XdpStatistics> {
-        sys::xsk::statistics(self.fd()).map_err(|e| Error::os("reading XDP_STATISTICS", e))
+        self.stats_reader().read()
+    }
+
+    /// Reads this socket's kernel counters from any thread, also while another thread
+    /// is using the socket.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(Arc::clone(&self.fd))
     }
 
     /// Reports a failure saved for the next call.
@@ -199,11 +220,21 @@ impl XskSocket {
         }
     }
 
-    /// Takes back the frames of [`RxFrames`] that were dropped without being recycled.
+    /// Takes back the frames on their way home: those of [`RxFrames`] dropped without
+    /// being recycled, and those another socket of the UMEM sent and the kernel
+    /// completed.
     fn reclaim(&mut self) {
-        let returned = self.claim.take_returns();
-        if !returned.is_empty() {
-            self.give_back(returned);
+        if let Some(home) = self.claim.take_homecoming() {
+            for addr in home.sent {
+                if self.ledger.completed(addr) {
+                    self.counters.tx_completed += 1;
+                } else {
+                    self.counters.invalid_completions += 1;
+                }
+            }
+            if !home.held.is_empty() {
+                self.give_back(home.held);
+            }
         }
     }
 }

@@ -70,7 +70,7 @@ impl XskSocket {
         };
         let frames = config.frames.unwrap_or((0, config.umem.frame_count));
         // From here on, dropping `claim` gives the frames back if open fails.
-        let claim = Arc::new(FrameClaim::new(Arc::clone(&umem), frames)?);
+        let claim = FrameClaim::new(&umem, frames)?;
         let handed_over = fd.is_some();
         let fd = match fd {
             Some(fd) => {
@@ -117,6 +117,7 @@ impl XskSocket {
             fd,
             watch,
             ledger: Ledger::new(config.umem, frames, tx_reserve),
+            foreign: Vec::new(),
             claim,
             pending: None,
             peeked: 0,

@@ -72,6 +72,7 @@ impl XskSocket {
         let rx = self.rings.rx.as_mut().ok_or_else(errors::cannot_receive)?;
         let peek = rx.peek(max);
         let n = peek.len();
+        let first = out.len();
         let mut bytes = 0u64;
         let mut taken = 0;
         for i in 0..n {
@@ -91,6 +92,9 @@ impl XskSocket {
         self.ledger.received(n);
         self.counters.rx_packets += taken as u64;
         self.counters.rx_bytes += bytes;
+        if self.config.complete_checksums && taken > 0 {
+            self.counters.checksums_completed += out.complete_checksums(first) as u64;
+        }
         if n == 0 {
             self.refill();
             self.kick_rx_if_needed()?;

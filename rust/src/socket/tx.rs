@@ -26,23 +26,57 @@ impl XskSocket {
     /// Moves completed tx frames back to the pool; returns how many entries the
     /// completion ring had.
     ///
-    /// An address outside this socket's frames is never put in the pool (a frame has
-    /// one owner); it is counted in `invalid_completions`. Through this library's API
-    /// it cannot happen: the kernel only completes what was sent.
+    /// A frame of another socket sharing the UMEM (sent here by zero-copy forwarding)
+    /// goes back to that socket. An address that is no socket's frame is never put in
+    /// a pool (a frame has one owner); it is counted in `invalid_completions`. Through
+    /// this library's API that cannot happen: the kernel only completes what was sent.
     pub fn complete(&mut self) -> u32 {
         let peek = self.rings.comp.peek(self.rings.comp.size());
         let n = peek.len();
         let mut valid = 0;
         for i in 0..n {
-            if self.ledger.completed(peek.read(i)) {
+            let addr = peek.read(i);
+            if self.ledger.completed(addr) {
                 valid += 1;
             } else {
-                self.counters.invalid_completions += 1;
+                self.foreign.push(addr);
             }
         }
         peek.release_all();
         self.counters.tx_completed += valid;
+        if !self.foreign.is_empty() {
+            self.send_foreign_home();
+        }
         n
+    }
+
+    /// Hands completed frames of other sockets back to them (one lookup and one
+    /// hand-over per owner, no allocation).
+    fn send_foreign_home(&mut self) {
+        let umem = std::sync::Arc::clone(self.claim.umem());
+        let fs = umem.config().frame_size as u64;
+        let f = &mut self.foreign;
+        let mut i = 0;
+        while i < f.len() {
+            let Some(owner) = umem.owner_of(f[i]) else {
+                self.counters.invalid_completions += 1;
+                i += 1;
+                continue;
+            };
+            let (lo, hi) = owner.frames();
+            let range = lo as u64 * fs..hi as u64 * fs;
+            // Gather the owner's addresses at f[i..j].
+            let mut j = i;
+            for k in i..f.len() {
+                if range.contains(&f[k]) {
+                    f.swap(j, k);
+                    j += 1;
+                }
+            }
+            owner.completed_elsewhere(&f[i..j]);
+            i = j;
+        }
+        f.clear();
     }
 
     pub(super) fn tx_ring(&mut self) -> Result<&mut ProducerRing<XdpDesc>> {

@@ -205,3 +205,31 @@ pub fn poll(
         Ok(pfd.revents)
     }
 }
+
+/// poll(2) on several descriptors for the same events; returns whether any is ready
+/// (or flagged with an error). EINTR counts as nothing ready.
+pub fn poll_any(
+    fds: &[BorrowedFd<'_>],
+    events: libc::c_short,
+    timeout_ms: i32,
+) -> io::Result<bool> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: pfds is a valid array of pfds.len() pollfd structures.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(rc > 0)
+}

@@ -11,12 +11,14 @@
 //! the one most recently used and likely still in cache.
 #![allow(unsafe_code)]
 
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{Mapping, XdpDesc};
+use crate::sys::Mapping;
+
+mod claim;
+
+pub use claim::{FrameClaim, RxFrames};
 
 /// Frame sizes the kernel accepts in aligned mode.
 pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
@@ -108,8 +110,14 @@ impl UmemConfig {
 pub struct UmemArea {
     mapping: Mapping,
     config: UmemConfig,
-    /// Frame index ranges claimed by sockets sharing this UMEM.
-    claimed: Mutex<Vec<(u32, u32)>>,
+    /// The frame ranges sockets sharing this UMEM have claimed.
+    claimed: Mutex<Vec<Claimed>>,
+}
+
+/// One socket's range of frames, and the way to its claim.
+struct Claimed {
+    range: (u32, u32),
+    claim: Weak<FrameClaim>,
 }
 
 impl UmemArea {
@@ -133,8 +141,13 @@ impl UmemArea {
         })
     }
 
-    /// Reserves frames `start..end` for one socket: a frame belongs to one pool only.
-    fn claim(&self, (start, end): (u32, u32)) -> Result<()> {
+    /// Reserves frames `start..end` for the claim `make` builds: a frame belongs to
+    /// one socket only.
+    fn claim(
+        self: &Arc<Self>,
+        (start, end): (u32, u32),
+        make: impl FnOnce(&Weak<FrameClaim>) -> FrameClaim,
+    ) -> Result<Arc<FrameClaim>> {
         if start >= end || end > self.config.frame_count {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -146,7 +159,11 @@ impl UmemArea {
             ));
         }
         let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(&(s, e)) = claimed.iter().find(|&&(s, e)| start < e && s < end) {
+        if let Some(c) = claimed
+            .iter()
+            .find(|c| start < c.range.1 && c.range.0 < end)
+        {
+            let (s, e) = c.range;
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
                 format!(
@@ -155,16 +172,30 @@ impl UmemArea {
                 ),
             ));
         }
-        claimed.push((start, end));
-        Ok(())
+        let claim = Arc::new_cyclic(make);
+        claimed.push(Claimed {
+            range: (start, end),
+            claim: Arc::downgrade(&claim),
+        });
+        Ok(claim)
     }
 
     /// Gives back a range taken with [`UmemArea::claim`].
     fn unclaim(&self, range: (u32, u32)) {
         let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = claimed.iter().position(|&r| r == range) {
+        if let Some(i) = claimed.iter().position(|c| c.range == range) {
             claimed.swap_remove(i);
         }
+    }
+
+    /// The claim that owns the frame at `addr`, if a live one does.
+    pub(crate) fn owner_of(&self, addr: u64) -> Option<Arc<FrameClaim>> {
+        let frame = (addr / self.config.frame_size as u64).min(u32::MAX as u64) as u32;
+        let claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        claimed
+            .iter()
+            .find(|c| c.range.0 <= frame && frame < c.range.1)
+            .and_then(|c| c.claim.upgrade())
     }
 
     pub fn config(&self) -> UmemConfig {
@@ -226,197 +257,6 @@ impl UmemArea {
     pub(crate) unsafe fn slice_mut(&self, addr: u64, len: u32) -> &mut [u8] {
         // SAFETY: inside the mapping, owned by the caller and not aliased (see above).
         unsafe { std::slice::from_raw_parts_mut(self.at(addr), len as usize) }
-    }
-}
-
-/// A socket's range of UMEM frames. While it lives, no other socket sharing the UMEM
-/// can take those frames; it is given back when the socket and everything that still
-/// reads its frames ([`RxFrames`]) are gone.
-///
-/// It is also the way home for frames: [`RxFrames`] dropped without being recycled
-/// put their frames here, and the socket takes them back on its next call.
-pub struct FrameClaim {
-    umem: Arc<UmemArea>,
-    frames: (u32, u32),
-    /// Frame addresses given back by dropped [`RxFrames`].
-    returns: Mutex<Vec<u64>>,
-    has_returns: AtomicBool,
-    /// The id of a peek whose [`RxFrames`] was dropped without being consumed.
-    abandoned_peek: AtomicU64,
-}
-
-impl FrameClaim {
-    /// Claims frames `frames.0..frames.1` of `umem`.
-    pub fn new(umem: Arc<UmemArea>, frames: (u32, u32)) -> Result<Self> {
-        umem.claim(frames)?;
-        Ok(FrameClaim {
-            umem,
-            frames,
-            returns: Mutex::new(Vec::new()),
-            has_returns: AtomicBool::new(false),
-            abandoned_peek: AtomicU64::new(0),
-        })
-    }
-
-    /// The UMEM the frames belong to.
-    pub fn umem(&self) -> &Arc<UmemArea> {
-        &self.umem
-    }
-
-    /// The claimed frame indices (`start..end`).
-    pub fn frames(&self) -> (u32, u32) {
-        self.frames
-    }
-
-    fn give_back(&self, descs: &[XdpDesc]) {
-        if descs.is_empty() {
-            return;
-        }
-        let mut returns = self.returns.lock().unwrap_or_else(|e| e.into_inner());
-        returns.extend(descs.iter().map(|d| d.addr));
-        self.has_returns.store(true, Ordering::Release);
-    }
-
-    /// Takes the addresses given back by dropped [`RxFrames`] (cheap when there are
-    /// none).
-    pub(crate) fn take_returns(&self) -> Vec<u64> {
-        if !self.has_returns.load(Ordering::Acquire) {
-            return Vec::new();
-        }
-        let mut returns = self.returns.lock().unwrap_or_else(|e| e.into_inner());
-        self.has_returns.store(false, Ordering::Release);
-        std::mem::take(&mut *returns)
-    }
-
-    /// Whether the peek `id` was abandoned (its [`RxFrames`] dropped unconsumed).
-    pub(crate) fn peek_abandoned(&self, id: u64) -> bool {
-        self.abandoned_peek.load(Ordering::Acquire) == id
-    }
-}
-
-impl Drop for FrameClaim {
-    fn drop(&mut self) {
-        self.umem.unclaim(self.frames);
-    }
-}
-
-/// Received packets whose frames the user holds: the kernel does not write them until
-/// they are recycled ([`XskSocket::recycle`](crate::XskSocket::recycle)), so reading
-/// them is safe. Only a socket's receive calls fill an `RxFrames`.
-///
-/// Dropping it without recycling is not a leak: the frames go home to their socket,
-/// which takes them back on its next call.
-pub struct RxFrames {
-    claim: Arc<FrameClaim>,
-    descs: Vec<XdpDesc>,
-    /// Set while the descriptors are only peeked (still in the rx ring): the id of the
-    /// peek, which only the matching consume may settle.
-    peek: Option<u64>,
-}
-
-impl RxFrames {
-    /// An empty set for frames of `claim`.
-    pub(crate) fn new(claim: Arc<FrameClaim>, capacity: usize) -> Self {
-        RxFrames {
-            claim,
-            descs: Vec::with_capacity(capacity),
-            peek: None,
-        }
-    }
-
-    /// Adds a descriptor the socket has checked to lie inside one of its frames, which
-    /// the kernel handed over (or which is peeked, see `peek`).
-    #[inline]
-    pub(crate) fn push(&mut self, d: XdpDesc) {
-        self.descs.push(d);
-    }
-
-    pub(crate) fn claim(&self) -> &Arc<FrameClaim> {
-        &self.claim
-    }
-
-    /// Hands the descriptors to the caller (the socket recycling them).
-    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, XdpDesc> {
-        self.descs.drain(..)
-    }
-
-    /// Gives the frames back to their own socket (which takes them on its next call).
-    pub(crate) fn send_home(&mut self) {
-        self.claim.give_back(&self.descs);
-        self.descs.clear();
-    }
-
-    pub(crate) fn peek_id(&self) -> Option<u64> {
-        self.peek
-    }
-
-    pub(crate) fn set_peek(&mut self, id: Option<u64>) {
-        self.peek = id;
-    }
-
-    /// Keeps the first `n` descriptors.
-    pub(crate) fn truncate(&mut self, n: usize) {
-        self.descs.truncate(n);
-    }
-
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.descs.len()
-    }
-
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.descs.is_empty()
-    }
-
-    /// The descriptors (UMEM address and length of each packet).
-    #[inline]
-    pub fn descs(&self) -> &[XdpDesc] {
-        &self.descs
-    }
-
-    /// The bytes of packet `i`.
-    #[inline]
-    pub fn packet(&self, i: usize) -> &[u8] {
-        let d = self.descs[i];
-        // SAFETY: the socket pushed only descriptors inside one of its frames, and
-        // those frames are the user's (held, or peeked and not yet consumed) until they
-        // leave this value through drain(), which needs &mut self. The claim keeps the
-        // UMEM mapped.
-        unsafe { self.claim.umem.slice(d.addr, d.len) }
-    }
-
-    /// Where packet `i` is, for exporting it through a buffer protocol: valid, and not
-    /// written by the kernel, as long as this value holds the frame.
-    #[inline]
-    pub fn packet_ptr(&self, i: usize) -> (NonNull<u8>, usize) {
-        let p = self.packet(i);
-        (NonNull::from(p).cast(), p.len())
-    }
-
-    /// Iterates over the packets.
-    pub fn packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        (0..self.descs.len()).map(move |i| self.packet(i))
-    }
-}
-
-impl Drop for RxFrames {
-    fn drop(&mut self) {
-        match self.peek {
-            // Peeked entries are still in the rx ring: nothing to give back, but the
-            // socket may stop waiting for this peek to be consumed.
-            Some(id) => self.claim.abandoned_peek.store(id, Ordering::Release),
-            None => self.claim.give_back(&self.descs),
-        }
-    }
-}
-
-impl std::fmt::Debug for RxFrames {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RxFrames")
-            .field("descs", &self.descs)
-            .field("peek", &self.peek)
-            .finish()
     }
 }
 

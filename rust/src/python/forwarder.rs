@@ -1,0 +1,171 @@
+//! `Forwarder` in Python: zero-copy forwarding between two interfaces, run by Rust
+//! threads (no GIL), with counters to read while it runs.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::args::{timeout_arg, u32_arg};
+use super::core::{lock, SIGNAL_SLICE};
+use super::errors::SocketClosedError;
+use crate::forwarder::{self, ForwarderConfig};
+use crate::program::XdpMode;
+use crate::socket::{BindMode, SocketConfig, Steering};
+use crate::sys::XdpStatistics;
+use crate::umem::{frame_size_error, UmemConfig};
+
+/// Forwards every frame between two interfaces, both ways, without copying it (one
+/// UMEM per queue pair), completing partial checksums on the way. It runs in Rust
+/// threads, one per queue pair, from construction until `stop()`.
+#[pyclass(frozen, module = "afxdp_rs._afxdp", name = "Forwarder")]
+pub struct PyForwarder {
+    inner: Mutex<Option<forwarder::Forwarder>>,
+    #[pyo3(get)]
+    interfaces: (String, String),
+}
+
+fn kernel_dict<'py>(py: Python<'py>, k: &XdpStatistics) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rx_dropped", k.rx_dropped)?;
+    d.set_item("rx_invalid_descs", k.rx_invalid_descs)?;
+    d.set_item("tx_invalid_descs", k.tx_invalid_descs)?;
+    d.set_item("rx_ring_full", k.rx_ring_full)?;
+    d.set_item("rx_fill_ring_empty_descs", k.rx_fill_ring_empty_descs)?;
+    d.set_item("tx_ring_empty_descs", k.tx_ring_empty_descs)?;
+    Ok(d)
+}
+
+impl PyForwarder {
+    fn with<R>(&self, f: impl FnOnce(&mut forwarder::Forwarder) -> PyResult<R>) -> PyResult<R> {
+        let mut guard = lock(&self.inner);
+        let fwd = guard
+            .as_mut()
+            .ok_or_else(|| SocketClosedError::new_err("this Forwarder was stopped"))?;
+        f(fwd)
+    }
+}
+
+#[pymethods]
+impl PyForwarder {
+    #[new]
+    #[pyo3(signature = (
+        if_a, if_b, *, queues = 1, start_queue = 0, mode = "auto", bind = "auto",
+        frame_size = 4096, frame_count = 4096, batch = 64, complete_checksums = true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        if_a: &str,
+        if_b: &str,
+        queues: i64,
+        start_queue: i64,
+        mode: &str,
+        bind: &str,
+        frame_size: i64,
+        frame_count: i64,
+        batch: i64,
+        complete_checksums: bool,
+    ) -> PyResult<Self> {
+        let config = ForwarderConfig {
+            socket: SocketConfig {
+                umem: UmemConfig {
+                    frame_size: u32::try_from(frame_size)
+                        .map_err(|_| frame_size_error(frame_size))?,
+                    frame_count: u32_arg("frame_count", frame_count)?,
+                    headroom: 0,
+                },
+                bind: BindMode::parse(bind)?,
+                steering: Steering::DefaultProgram(XdpMode::parse(mode)?),
+                ..SocketConfig::default()
+            },
+            queues: u32_arg("queues", queues)?,
+            start_queue: u32_arg("start_queue", start_queue)?,
+            batch: u32_arg("batch", batch)?,
+            complete_checksums,
+        };
+        let fwd = py.detach(|| forwarder::Forwarder::start(if_a, if_b, &config))?;
+        Ok(PyForwarder {
+            inner: Mutex::new(Some(fwd)),
+            interfaces: (if_a.to_string(), if_b.to_string()),
+        })
+    }
+
+    /// One dict per direction and queue: queue, from, to, packets, bytes, checksums
+    /// (partial checksums completed), and the kernel counters of the receiving socket
+    /// (rx: rx_dropped, rx_ring_full, ...) and of the sending one (tx).
+    fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let report = self.with(|f| Ok(f.report()?))?;
+        report
+            .iter()
+            .map(|d| {
+                let out = PyDict::new(py);
+                out.set_item("queue", d.queue)?;
+                out.set_item("from", &d.from)?;
+                out.set_item("to", &d.to)?;
+                out.set_item("packets", d.packets)?;
+                out.set_item("bytes", d.bytes)?;
+                out.set_item("checksums", d.checksums)?;
+                out.set_item("rx", kernel_dict(py, &d.rx)?)?;
+                out.set_item("tx", kernel_dict(py, &d.tx)?)?;
+                Ok(out)
+            })
+            .collect()
+    }
+
+    /// Whether every queue pair is still forwarding (one that failed has ended:
+    /// `stop()` raises its error).
+    #[getter]
+    fn running(&self) -> bool {
+        lock(&self.inner).as_ref().is_some_and(|f| f.running())
+    }
+
+    /// Waits up to `timeout` seconds (None: for ever) while every pair forwards;
+    /// returns False when the time ran out, True as soon as a pair has ended (then
+    /// call `stop()` for its error). Ctrl-C interrupts it.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = timeout_arg(timeout)?.map(|t| Instant::now() + t);
+        loop {
+            if !self.running() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(false);
+            }
+            let nap = deadline.map_or(SIGNAL_SLICE, |d| (d - now).min(SIGNAL_SLICE));
+            py.detach(|| std::thread::sleep(nap.min(Duration::from_millis(20))));
+            py.check_signals()?;
+        }
+    }
+
+    /// Stops forwarding, waits for the threads and closes the sockets; raises the
+    /// error that ended a pair, if one did. Stopping twice is fine.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let fwd = lock(&self.inner).take();
+        if let Some(mut f) = fwd {
+            py.detach(|| f.stop())?;
+        }
+        Ok(())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.running() { "running" } else { "stopped" };
+        format!(
+            "<Forwarder {} <-> {} {state}>",
+            self.interfaces.0, self.interfaces.1
+        )
+    }
+}
