@@ -26,6 +26,7 @@ from afxdp_rs._afxdp import (
 )
 from afxdp_rs.errors import (
     AfXdpError,
+    AfXdpWarning,
     AttachError,
     BatchInUseError,
     BatchReleasedError,
@@ -46,6 +47,7 @@ from afxdp_rs.queues import open_queues
 __all__ = [
     "FRAME_SIZES",
     "AfXdpError",
+    "AfXdpWarning",
     "AttachError",
     "BatchInUseError",
     "BatchReleasedError",

@@ -36,6 +36,8 @@ class XskSocket:
     frame_size: int
     max_packet: int
     frames: tuple[int, int]
+    warnings: list[str]
+    offload_changes: list[str]
     @property
     def closed(self) -> bool: ...
     def __new__(
@@ -62,6 +64,7 @@ class XskSocket:
         frames: tuple[int, int] | None = None,
         hold_fds: list[int] | None = None,
         complete_checksums: bool = False,
+        fix_offloads: bool = False,
     ) -> Self: ...
     def recv(self, max: int = 64, timeout: float | None = None, linger: float = 0.0) -> RxBatch: ...
     def l2fwd(self, max: int = 64, swap_macs: bool = True) -> int: ...
@@ -174,6 +177,8 @@ class Forwarder:
     """Forwards every frame between two interfaces, both ways, without copying it."""
 
     interfaces: tuple[str, str]
+    warnings: list[str]
+    offload_changes: list[str]
     def __new__(
         cls,
         if_a: str,
@@ -187,6 +192,7 @@ class Forwarder:
         frame_count: int = 4096,
         batch: int = 64,
         complete_checksums: bool = True,
+        fix_offloads: bool = False,
     ) -> Self: ...
     def statistics(self) -> list[dict[str, Any]]: ...
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "AfXdpError",
+    "AfXdpWarning",
     "AttachError",
     "BatchInUseError",
     "BatchReleasedError",
@@ -25,6 +26,13 @@ __all__ = [
     "SocketClosedError",
     "XdpOSError",
 ]
+
+
+class AfXdpWarning(UserWarning):
+    """Something about an interface makes packets arrive unfinished or too large (partial
+    checksums, superpackets, an MTU larger than a frame). The message says what happens
+    and gives the command that fixes it; ``fix_offloads=True`` applies it. Also in
+    ``sock.warnings``."""
 
 
 class AfXdpError(Exception):

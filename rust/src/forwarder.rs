@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::socket::advice::Advice;
 use crate::socket::{Forwarded, SocketConfig, StatsReader, XskSocket};
 use crate::sys::{self, XdpStatistics};
 
@@ -95,6 +96,8 @@ pub struct Forwarder {
     names: [String; 2],
     stop: Arc<AtomicBool>,
     pairs: Vec<Pair>,
+    warnings: Vec<Advice>,
+    offload_changes: Vec<String>,
 }
 
 /// How long an idle pair waits in poll(2) before it looks at the stop flag again.
@@ -123,10 +126,13 @@ impl Forwarder {
             ));
         }
         let per_socket = config.socket.umem.frame_count;
+        let mut socket = config.socket.clone();
+        socket.complete_checksums = config.complete_checksums;
         let mut sockets = Vec::new();
+        let (mut warnings, mut offload_changes) = (Vec::new(), Vec::new());
         for i in 0..config.queues {
             let queue = config.start_queue + i;
-            let mut first = config.socket.clone();
+            let mut first = socket.clone();
             first.umem.frame_count = per_socket.checked_mul(2).ok_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidConfig,
@@ -135,9 +141,17 @@ impl Forwarder {
             })?;
             first.frames = Some((0, per_socket));
             let sa = XskSocket::open(a, queue, first)?;
-            let mut second = config.socket.clone();
+            let mut second = socket.clone();
             second.frames = Some((per_socket, 2 * per_socket));
             let sb = XskSocket::open_with(b, queue, second, None, Some(&sa))?;
+            for s in [&sa, &sb] {
+                for w in s.warnings() {
+                    if !warnings.contains(w) {
+                        warnings.push(w.clone());
+                    }
+                }
+                offload_changes.extend(s.offload_changes().iter().cloned());
+            }
             sockets.push((queue, sa, sb));
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -162,7 +176,20 @@ impl Forwarder {
             names: [a.to_string(), b.to_string()],
             stop,
             pairs,
+            warnings,
+            offload_changes,
         })
+    }
+
+    /// What on the two interfaces makes packets arrive unfinished or too large (see
+    /// [`crate::socket::advice`]).
+    pub fn warnings(&self) -> &[Advice] {
+        &self.warnings
+    }
+
+    /// What `fix_offloads` turned off.
+    pub fn offload_changes(&self) -> &[String] {
+        &self.offload_changes
     }
 
     /// What each direction of each queue pair forwarded so far, with the kernel

@@ -52,3 +52,16 @@ impl From<Error> for PyErr {
 pub(super) fn config_err(msg: impl Into<String>) -> PyErr {
     ConfigError::new_err(msg.into())
 }
+
+/// Emits each message as an `afxdp_rs.AfXdpWarning` at the caller's line.
+pub(super) fn warn_all<'a>(
+    py: Python<'_>,
+    messages: impl IntoIterator<Item = &'a str>,
+) -> PyResult<()> {
+    let category = py.import("afxdp_rs.errors")?.getattr("AfXdpWarning")?;
+    for m in messages {
+        let text = std::ffi::CString::new(m.replace('\0', " ")).expect("no NUL left");
+        PyErr::warn(py, &category, &text, 1)?;
+    }
+    Ok(())
+}

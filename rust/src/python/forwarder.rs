@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::args::{timeout_arg, u32_arg};
 use super::core::{lock, SIGNAL_SLICE};
-use super::errors::SocketClosedError;
+use super::errors::{warn_all, SocketClosedError};
 use crate::forwarder::{self, ForwarderConfig};
 use crate::program::XdpMode;
 use crate::socket::{BindMode, SocketConfig, Steering};
@@ -24,6 +24,13 @@ pub struct PyForwarder {
     inner: Mutex<Option<forwarder::Forwarder>>,
     #[pyo3(get)]
     interfaces: (String, String),
+    /// What on the interfaces makes packets arrive unfinished or too large, each with
+    /// the command that fixes it (also emitted as AfXdpWarning).
+    #[pyo3(get)]
+    warnings: Vec<String>,
+    /// What fix_offloads=True turned off.
+    #[pyo3(get)]
+    offload_changes: Vec<String>,
 }
 
 fn kernel_dict<'py>(py: Python<'py>, k: &XdpStatistics) -> PyResult<Bound<'py, PyDict>> {
@@ -52,7 +59,8 @@ impl PyForwarder {
     #[new]
     #[pyo3(signature = (
         if_a, if_b, *, queues = 1, start_queue = 0, mode = "auto", bind = "auto",
-        frame_size = 4096, frame_count = 4096, batch = 64, complete_checksums = true
+        frame_size = 4096, frame_count = 4096, batch = 64, complete_checksums = true,
+        fix_offloads = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -67,6 +75,7 @@ impl PyForwarder {
         frame_count: i64,
         batch: i64,
         complete_checksums: bool,
+        fix_offloads: bool,
     ) -> PyResult<Self> {
         let config = ForwarderConfig {
             socket: SocketConfig {
@@ -78,6 +87,7 @@ impl PyForwarder {
                 },
                 bind: BindMode::parse(bind)?,
                 steering: Steering::DefaultProgram(XdpMode::parse(mode)?),
+                fix_offloads,
                 ..SocketConfig::default()
             },
             queues: u32_arg("queues", queues)?,
@@ -86,7 +96,10 @@ impl PyForwarder {
             complete_checksums,
         };
         let fwd = py.detach(|| forwarder::Forwarder::start(if_a, if_b, &config))?;
+        warn_all(py, fwd.warnings().iter().map(|a| a.message.as_str()))?;
         Ok(PyForwarder {
+            warnings: fwd.warnings().iter().map(|a| a.message.clone()).collect(),
+            offload_changes: fwd.offload_changes().to_vec(),
             inner: Mutex::new(Some(fwd)),
             interfaces: (if_a.to_string(), if_b.to_string()),
         })

@@ -13,7 +13,7 @@ use super::args::{
 };
 use super::batch::{Frame, RxBatch};
 use super::core::{lock, send_slice, sliced_wait, Core};
-use super::errors::{config_err, QueueError};
+use super::errors::{config_err, warn_all, QueueError};
 use crate::error::Error;
 use crate::program::XdpMode;
 use crate::socket::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions, XskSocket};
@@ -38,6 +38,13 @@ pub struct PySocket {
     /// The UMEM frame indices (start, end) this socket uses.
     #[pyo3(get)]
     frames: (u32, u32),
+    /// What on the interface makes packets arrive unfinished or too large, each with
+    /// the command that fixes it (also emitted as AfXdpWarning when the socket opened).
+    #[pyo3(get)]
+    warnings: Vec<String>,
+    /// What fix_offloads=True turned off, one line each.
+    #[pyo3(get)]
+    offload_changes: Vec<String>,
     fd: i32,
 }
 
@@ -82,7 +89,8 @@ impl PySocket {
         frame_count = 4096, headroom = 0, fill_size = 2048, comp_size = 2048,
         rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
         inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
-        shared_umem = None, frames = None, hold_fds = None, complete_checksums = false
+        shared_umem = None, frames = None, hold_fds = None, complete_checksums = false,
+        fix_offloads = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -108,6 +116,7 @@ impl PySocket {
         frames: Option<(i64, i64)>,
         hold_fds: Option<Vec<i64>>,
         complete_checksums: bool,
+        fix_offloads: bool,
     ) -> PyResult<Self> {
         let queue = u32::try_from(queue).map_err(|_| {
             QueueError::new_err(format!(
@@ -142,6 +151,7 @@ impl PySocket {
             need_wakeup,
             steering,
             complete_checksums,
+            fix_offloads,
             frames: frames
                 .map(|(a, b)| Ok::<_, PyErr>((u32_arg("frames[0]", a)?, u32_arg("frames[1]", b)?)))
                 .transpose()?,
@@ -160,7 +170,10 @@ impl PySocket {
                 .locked(|s| XskSocket::open_with(ifname, queue, config, fd, Some(s))),
             None => XskSocket::open_with(ifname, queue, config, fd, None),
         })?;
+        warn_all(py, sock.warnings().iter().map(|a| a.message.as_str()))?;
         Ok(PySocket {
+            warnings: sock.warnings().iter().map(|a| a.message.clone()).collect(),
+            offload_changes: sock.offload_changes().to_vec(),
             ifname: ifname.to_string(),
             queue,
             zerocopy: sock.zerocopy(),

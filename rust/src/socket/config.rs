@@ -156,6 +156,10 @@ pub struct SocketConfig {
     /// Complete partial checksums of received packets in place (see [`crate::csum`]):
     /// for a program that passes them on to something that checks them.
     pub complete_checksums: bool,
+    /// Turn off the offloads that make packets arrive unfinished or too large (see
+    /// [`super::advice`]) on the interface and on its veth peer, where it is in this
+    /// network namespace.
+    pub fix_offloads: bool,
     /// The UMEM frames (indices `start..end`) this socket's pool uses; `None` for all.
     /// Sockets sharing a UMEM must use disjoint ranges.
     pub frames: Option<(u32, u32)>,
@@ -179,6 +183,7 @@ impl Default for SocketConfig {
             need_wakeup: true,
             steering: Steering::default(),
             complete_checksums: false,
+            fix_offloads: false,
             frames: None,
             hold: Vec::new(),
             bind_retry: Duration::from_secs(2),

@@ -105,13 +105,14 @@ impl XskSocket {
         });
         self.counters.tx_packets += m.sent as u64;
         self.counters.tx_bytes += m.bytes;
+        self.forwarded(&m);
         if m.sent > 0 {
             // Forwarded frames only come back (to be refilled) once sent: drain.
             if let Err(e) = self.drain_tx() {
                 self.pending = Some(e);
             }
         }
-        self.after_forward(&m)?;
+        self.refill_after_forward(&m)?;
         Ok(m.sent)
     }
 
@@ -157,12 +158,13 @@ impl XskSocket {
         out.counters.tx_packets += m.sent as u64;
         out.counters.tx_bytes += m.bytes;
         self.counters.checksums_completed += checksums as u64;
+        self.forwarded(&m);
         if m.sent > 0 {
             if let Err(e) = out.drain_tx() {
                 out.pending = Some(e);
             }
         }
-        self.after_forward(&m)?;
+        self.refill_after_forward(&m)?;
         Ok(Forwarded {
             packets: m.sent,
             bytes: m.bytes,
@@ -170,14 +172,18 @@ impl XskSocket {
         })
     }
 
-    /// The receiving side's accounting after frames were moved to a tx ring, and a
-    /// refill of its fill ring.
-    fn after_forward(&mut self, m: &Moved) -> Result<()> {
+    /// The receiving side's accounting once frames were moved to a tx ring: before
+    /// anything can complete them.
+    fn forwarded(&mut self, m: &Moved) {
         self.ledger.received(m.taken);
         self.ledger.forwarded(m.sent);
         self.counters.invalid_rx_descs += (m.taken - m.sent) as u64;
         self.counters.rx_packets += m.sent as u64;
         self.counters.rx_bytes += m.bytes;
+    }
+
+    /// Refills the fill ring after forwarding (and wakes the kernel if it asks).
+    fn refill_after_forward(&mut self, m: &Moved) -> Result<()> {
         if self.refill() > 0 || m.taken == 0 {
             self.kick_rx_if_needed()?;
         }

@@ -171,6 +171,7 @@ impl Ledger {
             return false;
         }
         self.pool.push(self.frame_of(addr));
+        debug_assert!(self.tx_outstanding > 0, "a completion nobody sent");
         self.tx_outstanding = self.tx_outstanding.saturating_sub(1);
         true
     }

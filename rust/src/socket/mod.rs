@@ -17,6 +17,7 @@
 //! telling a socket that stopped working), `steer` (the XDP program or map that
 //! sends packets here) and `errors` (the messages).
 
+pub mod advice;
 pub mod config;
 mod errors;
 mod forward;
@@ -114,6 +115,10 @@ pub struct XskSocket {
     max_packet: u32,
     zerocopy: bool,
     counters: Counters,
+    /// Conditions on the interface that make packets arrive unfinished or too large.
+    advice: Vec<advice::Advice>,
+    /// What `fix_offloads` changed.
+    offload_changes: Vec<String>,
 }
 
 impl XskSocket {
@@ -151,6 +156,17 @@ impl XskSocket {
     /// Whether the kernel really runs this socket in zero-copy mode (`XDP_OPTIONS`).
     pub fn zerocopy(&self) -> bool {
         self.zerocopy
+    }
+
+    /// What on the interface makes packets arrive unfinished or too large, each with
+    /// its fix (see [`advice`]); empty for a send-only socket.
+    pub fn warnings(&self) -> &[advice::Advice] {
+        &self.advice
+    }
+
+    /// What `fix_offloads` turned off, one line each.
+    pub fn offload_changes(&self) -> &[String] {
+        &self.offload_changes
     }
 
     /// The mode the default program is attached in, if this socket uses it.

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::advice;
 use super::config::{BindMode, SocketConfig};
 use super::errors::{self, L2_OVERHEAD};
 use super::ledger::Ledger;
@@ -20,6 +21,9 @@ use crate::ring::{ConsumerRing, ProducerRing, RingLayout, RingParts};
 use crate::sys::uapi::{self, SockaddrXdp, XdpRingOffset, XdpUmemReg};
 use crate::sys::{self, Mapping, XdpDesc};
 use crate::umem::{FrameClaim, UmemArea};
+
+/// What the kernel keeps free in front of every received packet (XDP_PACKET_HEADROOM).
+const XDP_PACKET_HEADROOM: u32 = 256;
 
 /// The socket's four rings (rx or tx may be absent: a send-only or receive-only
 /// socket).
@@ -95,6 +99,26 @@ impl XskSocket {
             handed_over,
         )?;
 
+        let (advice, offload_changes) = if rings.rx.is_some() {
+            let found = advice::inspect(&advice::Context {
+                ifname,
+                ifindex,
+                skb_mode: registration.skb_mode(),
+                frame_room: config
+                    .umem
+                    .frame_size
+                    .saturating_sub(XDP_PACKET_HEADROOM + config.umem.headroom),
+                completes_checksums: config.complete_checksums,
+            });
+            if config.fix_offloads {
+                let (changed, left) = advice::fix(found);
+                (left, changed)
+            } else {
+                (found, Vec::new())
+            }
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let count = frames.1 - frames.0;
         // Keep frames for tx when the socket also sends: up to a tx ring's worth, at
         // most half of them.
@@ -128,6 +152,8 @@ impl XskSocket {
             max_packet: config.umem.frame_size.min(mtu.saturating_add(L2_OVERHEAD)),
             zerocopy,
             counters: Counters::default(),
+            advice,
+            offload_changes,
             config,
         };
         // Frames on the fill ring first, then packets may come.

@@ -76,6 +76,15 @@ impl Registration {
         }
     }
 
+    /// Whether the program runs in skb (generic) mode, as far as this process knows.
+    pub(super) fn skb_mode(&self) -> bool {
+        #[cfg(feature = "loader")]
+        if let Target::Program(p) = &self.target {
+            return p.mode() == program::AttachMode::Skb;
+        }
+        false
+    }
+
     /// What a waiter checks to tell that packets stopped coming: the default
     /// program's link and the links held for the socket.
     pub(super) fn feeds(&self, held: &[Arc<std::os::fd::OwnedFd>]) -> Vec<Feed> {

@@ -4,12 +4,14 @@
 //! * [`xsk`]: the AF_XDP socket (create, options, bind, kicks, poll);
 //! * [`mmap`]: [`Mapping`], the owned memory mapping of a UMEM or a ring;
 //! * [`netdev`]: interfaces (index, MTU, queues, driver) and network namespaces;
+//! * [`ethtool`]: offload features by name, and a veth device's peer;
 //! * [`bpf`]: the bpf(2) commands on maps and links the core needs.
 //!
 //! Above this module the crate calls no libc function for any of these.
 #![allow(unsafe_code)]
 
 pub mod bpf;
+pub mod ethtool;
 pub mod mmap;
 pub mod netdev;
 pub mod uapi;

@@ -73,9 +73,19 @@ pub fn if_mtu(ifname: &str) -> io::Result<u32> {
 /// `T` must be the request structure the kernel expects for that command (the kernel
 /// reads and writes it by size).
 unsafe fn ethtool<T>(ifname: &str, data: &mut T) -> io::Result<()> {
+    // SAFETY: forwarded from the caller; data lives for the call.
+    unsafe { ethtool_raw(ifname, (data as *mut T).cast()) }
+}
+
+/// Runs the ethtool command whose request at `data` starts with its command word.
+///
+/// # Safety
+/// `data` must point at the request structure the kernel expects for that command,
+/// valid for reads and writes of its whole size for the duration of the call.
+pub(super) unsafe fn ethtool_raw(ifname: &str, data: *mut libc::c_void) -> io::Result<()> {
     let sock = inet_socket()?;
     let mut req = ifreq_for(ifname);
-    req.ifr_ifru.ifru_data = (data as *mut T).cast();
+    req.ifr_ifru.ifru_data = data.cast();
     // SAFETY: req names the interface and points at data, which the caller guarantees
     // is the right structure for its command and which outlives the call.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
@@ -150,4 +160,17 @@ pub fn netns_id() -> u64 {
     std::fs::metadata("/proc/thread-self/ns/net")
         .map(|m| m.ino())
         .unwrap_or(0)
+}
+
+/// The name of interface `index` in the calling thread's network namespace.
+pub fn if_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IFNAMSIZ];
+    // SAFETY: buf has the IFNAMSIZ bytes if_indextoname may write.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
 }
