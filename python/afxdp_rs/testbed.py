@@ -363,12 +363,40 @@ class LinkedHosts:
     def address(self, host: str, version: int = 4) -> str:
         return self.ADDRESSES[host][0 if version == 4 else 1]
 
-    def link_stats(self, ifname: str) -> dict[str, int]:
-        """Counters of an interface in the middle namespace (rx_packets, tx_dropped, ...)."""
-        with IPRoute() as ipr:
-            (link,) = ipr.get_links(ifname=ifname)
-            stats = link.get_attr("IFLA_STATS64")
-            return {k: int(v) for k, v in stats.items()} if stats else {}
+    def link_stats(self, ifname: str, host: str | None = None) -> dict[str, int]:
+        """Counters of an interface (rx_packets, tx_dropped, ...): in the middle
+        namespace, or of ``host``'s interface (``ifname`` there)."""
+        if host is not None:
+            return self.run(host, functools.partial(_link_stats, ifname))
+        return _link_stats(ifname)
+
+    def mac(self, host: str) -> bytes:
+        """The MAC address of host ``"a"``'s or ``"b"``'s interface."""
+        return self.run(host, functools.partial(_mac, f"{host}0"))
+
+    def snmp(self, host: str, proto: str = "Udp") -> dict[str, int]:
+        """The host's protocol counters (``/proc/net/snmp``: Udp, Tcp, Ip, ...)."""
+        return self.run(host, functools.partial(_snmp, proto))
+
+
+def _link_stats(ifname: str) -> dict[str, int]:
+    with IPRoute() as ipr:
+        (link,) = ipr.get_links(ifname=ifname)
+        stats = link.get_attr("IFLA_STATS64")
+        return {k: int(v) for k, v in stats.items()} if stats else {}
+
+
+def _mac(ifname: str) -> bytes:
+    with IPRoute() as ipr:
+        (link,) = ipr.get_links(ifname=ifname)
+        return bytes.fromhex(str(link.get_attr("IFLA_ADDRESS")).replace(":", ""))
+
+
+def _snmp(proto: str) -> dict[str, int]:
+    # thread-self: /proc/net follows the process's first thread, not this one.
+    with open("/proc/thread-self/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith(f"{proto}:")]
+    return dict(zip(rows[0][1:], map(int, rows[1][1:])))
 
 
 def packet_statistics(sock: socket.socket) -> tuple[int, int]:
