@@ -4,10 +4,9 @@ and says what to do. Frame views never read a frame that went back to the kernel
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,35 +226,81 @@ def test_batch_survives_socket_close(bed: VethTestbed) -> None:
     batch.release()
 
 
-_CHILD = """
-import sys, time, afxdp_rs
-sock = afxdp_rs.XskSocket(sys.argv[1], 0)
-print(sock.attach_mode, flush=True)
-time.sleep(60)
+_FOREIGN = """
+#include <linux/bpf.h>
+#define SEC(name) __attribute__((section(name), used))
+SEC("xdp") int someone_else(struct xdp_md *ctx) { return XDP_PASS; }
+char LICENSE[] SEC("license") = "GPL";
 """
 
 
-def test_foreign_program_is_never_replaced_and_sigkill_detaches(bed: VethTestbed) -> None:
-    """Another process's program blocks us; killing that process removes it."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, bed.inner], stdout=subprocess.PIPE, text=True
+def test_foreign_program_is_never_replaced(bed: VethTestbed, tmp_path: Path) -> None:
+    """Someone else's XDP program blocks us with a message whose command removes it."""
+    src, obj = tmp_path / "foreign.bpf.c", tmp_path / "foreign.bpf.o"
+    src.write_text(_FOREIGN)
+    arch = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}[os.uname().machine]
+    subprocess.run(
+        [
+            "clang",
+            "-O2",
+            "-target",
+            "bpf",
+            "-idirafter",
+            f"/usr/include/{arch}",
+            "-c",
+            str(src),
+            "-o",
+            str(obj),
+        ],
+        check=True,
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "native"
-        mode, prog_id = bed.xdp_state(bed.inner)
-        assert mode == "native" and prog_id != 0
-        with pytest.raises(afxdp_rs.ProgramAttachedError, match=rf"id {prog_id}.*never replaced"):
-            afxdp_rs.XskSocket(bed.inner, 0)
-        assert bed.xdp_state(bed.inner) == (mode, prog_id), "the other program is untouched"
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    # The bpf_link dies with the process; the kernel releases it shortly after.
-    for _ in range(200):
-        if bed.xdp_state(bed.inner) == ("none", 0):
-            break
-        time.sleep(0.01)
+    subprocess.run(
+        ["ip", "link", "set", "dev", bed.inner, "xdpgeneric", "obj", str(obj), "sec", "xdp"],
+        check=True,
+    )
+    mode, prog_id = bed.xdp_state(bed.inner)
+    assert mode == "skb" and prog_id != 0
+    with pytest.raises(afxdp_rs.ProgramAttachedError) as e:
+        afxdp_rs.XskSocket(bed.inner, 0)
+    message = str(e.value)
+    assert f'"someone_else" attached (id {prog_id}, skb mode) that is not afxdp_rs' in message
+    assert "never replaced" in message
+    assert bed.xdp_state(bed.inner) == (mode, prog_id), "the other program is untouched"
+    command = message.split("`")[1]
+    assert command == f"ip link set dev {bed.inner} xdp off"
+    subprocess.run([*command.split()[:-2], "xdpgeneric", "off"], check=True)
     assert bed.xdp_state(bed.inner) == ("none", 0)
     with afxdp_rs.XskSocket(bed.inner, 0) as sock:
         assert sock.attach_mode == "native"
+
+
+def test_a_failing_iterator_says_how_many_were_queued(bed: VethTestbed) -> None:
+    def packets() -> Iterator[bytes]:
+        for i in range(300):
+            yield bed.frame(i, 64)
+        raise RuntimeError("the packet source failed")
+
+    def then_short() -> Iterator[bytes]:
+        yield from (bed.frame(i, 64) for i in range(260))
+        yield b"short"
+
+    class WithBytes:
+        def __bytes__(self) -> bytes:
+            return bed.frame(7, 70)
+
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        before = bed.link_stats(bed.peer)["rx_packets"]
+        with pytest.raises(RuntimeError, match="the packet source failed") as failed:
+            sock.send(packets(), timeout=5.0)
+        assert vars(failed.value)["queued"] == 300
+        assert "300 packet(s) of this send were queued" in "".join(failed.value.__notes__)
+        assert sock.flush(timeout=2.0)
+        assert bed.link_stats(bed.peer)["rx_packets"] - before == 300, "all 300 left"
+        with pytest.raises(afxdp_rs.PacketSizeError, match="packet 260 is 5 bytes") as short:
+            sock.send(then_short(), timeout=5.0)
+        assert vars(short.value)["queued"] == 256  # the first chunk went
+        with pytest.raises(afxdp_rs.PacketSizeError) as whole:
+            sock.send([bed.frame(0, 64), b"x"])
+        assert vars(whole.value)["queued"] == 0, "a list is checked whole first"
+        assert sock.send([WithBytes()], timeout=1.0) == 1
+        assert sock.send(iter([WithBytes()] * 3), timeout=1.0) == 3

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal, TypeAlias, final
+from typing import Any, Literal, SupportsBytes, TypeAlias, final
 
 from typing_extensions import Buffer, Self
 
@@ -86,7 +86,9 @@ class XskSocket:
         quiet: float = 1.0,
     ) -> dict[str, float]: ...
     def stop_loop(self) -> None: ...
-    def send(self, packets: Iterable[Buffer], timeout: float | None = None) -> int: ...
+    def send(
+        self, packets: Iterable[Buffer | SupportsBytes], timeout: float | None = None
+    ) -> int: ...
     def flush(self, timeout: float | None = None) -> bool: ...
     def deliver(self, consumer: Callable[[Frame], bool], max: int = 64) -> tuple[int, bool]: ...
     @property

@@ -16,6 +16,7 @@ __all__ = [
     "BatchReleasedError",
     "BusyError",
     "ConfigError",
+    "ForkedSocketError",
     "InterfaceNotFoundError",
     "MemlockError",
     "PacketSizeError",
@@ -88,6 +89,12 @@ class AttachError(AfXdpError, OSError):
 
 class BusyError(AfXdpError, OSError):
     """The queue is in use by another AF_XDP socket."""
+
+
+class ForkedSocketError(AfXdpError, RuntimeError):
+    """A socket (or Forwarder) opened before ``os.fork()`` was used in the child: its
+    rings are shared with the parent, so the child must open its own (``close()`` is
+    allowed and leaves the parent's socket alone)."""
 
 
 class XdpOSError(AfXdpError, OSError):

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     ProgramDetached,
     /// The interface or queue is busy (another socket is bound to it).
     Busy,
+    /// The socket was opened by the parent of a fork: the child must not use it.
+    Forked,
     /// Any other failure of a system call.
     Os,
 }
@@ -83,6 +85,19 @@ impl Error {
 
     pub fn errno(&self) -> Option<i32> {
         self.errno
+    }
+
+    /// The error for a socket used in the child of a fork.
+    pub fn forked(what: &str) -> Self {
+        Error::new(
+            ErrorKind::Forked,
+            format!(
+                "this {what} was opened before the process forked: its rings are shared \
+                 with the parent process, so it cannot be used here (nothing was done). \
+                 Open a new one in this process (on a queue the parent does not use), or \
+                 use the \"spawn\" or \"forkserver\" start method of multiprocessing"
+            ),
+        )
     }
 
     pub fn closed() -> Self {

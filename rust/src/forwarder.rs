@@ -98,6 +98,9 @@ pub struct Forwarder {
     pairs: Vec<Pair>,
     warnings: Vec<Advice>,
     offload_changes: Vec<String>,
+    /// The process generation it was started in: its threads do not exist in a fork
+    /// child, which must not wait for them.
+    generation: u64,
 }
 
 /// How long an idle pair waits in poll(2) before it looks at the stop flag again.
@@ -178,6 +181,7 @@ impl Forwarder {
             pairs,
             warnings,
             offload_changes,
+            generation: sys::process_generation(),
         })
     }
 
@@ -195,6 +199,9 @@ impl Forwarder {
     /// What each direction of each queue pair forwarded so far, with the kernel
     /// counters of the sockets involved.
     pub fn report(&self) -> Result<Vec<Direction>> {
+        if sys::process_generation() != self.generation {
+            return Err(Error::forked("forwarder"));
+        }
         let mut out = Vec::new();
         for p in &self.pairs {
             let k = [p.readers[0].read()?, p.readers[1].read()?];
@@ -226,6 +233,13 @@ impl Forwarder {
     /// Stops every pair and waits for its thread; returns the first failure of any.
     /// Stopping twice is fine.
     pub fn stop(&mut self) -> Result<()> {
+        if sys::process_generation() != self.generation {
+            // A fork child: the threads (and their sockets) are the parent's; let go.
+            for p in &mut self.pairs {
+                std::mem::forget(p.thread.take());
+            }
+            return Ok(());
+        }
         self.stop.store(true, Ordering::Relaxed);
         let mut first = Ok(());
         for p in &mut self.pairs {

@@ -83,26 +83,21 @@ fn readonly_bytes(b: &PyBuffer<u8>) -> &[u8] {
     unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes()) }
 }
 
-/// The packets of a `send` call: a list, tuple or any iterable of bytes-like objects.
+/// The packets of a `send` call, held while their bytes are read; `first` is the
+/// index of the first one in the call (for error messages).
 ///
 /// bytes objects are immutable and read in place. Other buffers are read in place when
 /// read-only, and copied when mutable (bytearray, writable memoryview, Frame): other
-/// Python threads may write to them while the GIL is released.
-pub(super) fn packets_arg<'py>(
+/// Python threads may write to them while the GIL is released. Objects with
+/// `__bytes__` (scapy packets, for example) are converted.
+pub(super) fn held_packets<'py>(
     py: Python<'py>,
-    packets: &Bound<'py, PyAny>,
+    items: Vec<Bound<'py, PyAny>>,
+    first: usize,
 ) -> PyResult<Vec<Held<'py>>> {
-    // Lists (and tuples) are walked directly; any other iterable through the iterator
-    // protocol.
-    let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = packets.cast::<PyList>() {
-        list.iter().collect()
-    } else if let Ok(tuple) = packets.cast::<PyTuple>() {
-        tuple.iter().collect()
-    } else {
-        packets.try_iter()?.collect::<PyResult<_>>()?
-    };
     let mut held = Vec::with_capacity(items.len());
     for (i, obj) in items.into_iter().enumerate() {
+        let i = first + i;
         let obj = match obj.cast_into::<PyBytes>() {
             Ok(b) => {
                 held.push(Held::Bytes(b));
@@ -110,15 +105,24 @@ pub(super) fn packets_arg<'py>(
             }
             Err(e) => e.into_inner(),
         };
-        let buf = PyBuffer::<u8>::get(&obj).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "packet {i} is a {}, not a bytes-like object: pass bytes, bytearray or memoryview",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
+        let buf = match PyBuffer::<u8>::get(&obj) {
+            Ok(buf) => buf,
+            Err(_) if obj.hasattr("__bytes__")? => {
+                let b = obj.call_method0("__bytes__")?.cast_into::<PyBytes>()?;
+                held.push(Held::Bytes(b));
+                continue;
+            }
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "packet {i} is a {}, not a bytes-like object: pass bytes, bytearray or \
+                     memoryview (or an object with __bytes__)",
+                    obj.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                )))
+            }
+        };
         if !buf.is_c_contiguous() {
             return Err(PyTypeError::new_err(format!(
                 "packet {i} is not a contiguous buffer: pass bytes(...) of it"
@@ -131,6 +135,30 @@ pub(super) fn packets_arg<'py>(
         }
     }
     Ok(held)
+}
+
+/// The items of a list or tuple, or None for another iterable.
+pub(super) fn sequence_items<'py>(packets: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
+    if let Ok(list) = packets.cast::<PyList>() {
+        Some(list.iter().collect())
+    } else if let Ok(tuple) = packets.cast::<PyTuple>() {
+        Some(tuple.iter().collect())
+    } else {
+        None
+    }
+}
+
+/// Says on an exception how many packets were queued before it: as its `queued`
+/// attribute and, from Python 3.11 on, in a note shown with the traceback.
+pub(super) fn with_queued(py: Python<'_>, e: PyErr, queued: usize) -> PyErr {
+    let value = e.value(py);
+    let _ = value.setattr("queued", queued);
+    if value.hasattr("add_note").unwrap_or(false) {
+        let note =
+            format!("afxdp_rs: {queued} packet(s) of this send were queued before the error");
+        let _ = value.call_method1("add_note", (note,));
+    }
+    e
 }
 
 /// A uint32 buffer argument (`array('I')`, numpy uint32).

@@ -48,6 +48,7 @@ impl Core {
     ) -> Result<R, Error> {
         let mut guard = lock(&self.inner);
         let sock = guard.as_mut().ok_or_else(Error::closed)?;
+        sock.check_process()?;
         f(sock)
     }
 
@@ -56,7 +57,7 @@ impl Core {
     /// socket takes them on its next call.
     pub(super) fn give_back(&self, mut frames: RxFrames) {
         if let Ok(mut guard) = self.inner.try_lock() {
-            if let Some(sock) = guard.as_mut() {
+            if let Some(sock) = guard.as_mut().filter(|s| !s.forked()) {
                 sock.recycle(&mut frames);
             }
         }

@@ -20,6 +20,7 @@ pyo3::import_exception!(afxdp_rs.errors, BusyError);
 pyo3::import_exception!(afxdp_rs.errors, XdpOSError);
 pyo3::import_exception!(afxdp_rs.errors, BatchReleasedError);
 pyo3::import_exception!(afxdp_rs.errors, BatchInUseError);
+pyo3::import_exception!(afxdp_rs.errors, ForkedSocketError);
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -36,6 +37,7 @@ impl From<Error> for PyErr {
             ErrorKind::Attach => AttachError::new_err(msg),
             ErrorKind::ProgramDetached => ProgramDetachedError::new_err(msg),
             ErrorKind::Busy => BusyError::new_err(msg),
+            ErrorKind::Forked => ForkedSocketError::new_err(msg),
             ErrorKind::Os => XdpOSError::new_err(msg),
         };
         if let Some(n) = e.errno() {

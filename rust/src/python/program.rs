@@ -63,7 +63,14 @@ impl PyXdpProgram {
     /// The BPF link's descriptor: the program is attached while it is open anywhere.
     #[getter]
     fn link_fd(&self) -> PyResult<i32> {
-        self.with(|p| Ok(p.link().as_raw_fd()))
+        self.with(|p| {
+            p.link().map(|l| l.as_raw_fd()).ok_or_else(|| {
+                Error::new(
+                    crate::error::ErrorKind::InvalidConfig,
+                    "this program is not attached through a BPF link",
+                )
+            })
+        })
     }
 
     /// Routes packets of rx queue `queue` to the AF_XDP socket `sock_fd`.

@@ -3,13 +3,15 @@
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::args::{
-    fd_arg, packed_arg, packets_arg, raw_fd_arg, timeout_arg, u32_arg, u32_buffer, Held,
+    fd_arg, held_packets, packed_arg, raw_fd_arg, sequence_items, timeout_arg, u32_arg, u32_buffer,
+    with_queued, Held,
 };
 use super::batch::{Frame, RxBatch};
 use super::core::{lock, send_slice, sliced_wait, Core};
@@ -18,6 +20,9 @@ use crate::error::Error;
 use crate::program::XdpMode;
 use crate::socket::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions, XskSocket};
 use crate::umem::{frame_size_error, UmemConfig};
+
+/// How many packets of an iterable `send` takes at a time.
+const SEND_CHUNK: usize = 256;
 
 /// An AF_XDP socket on one queue of one interface.
 #[pyclass(frozen, module = "afxdp_rs._afxdp", name = "XskSocket")]
@@ -56,6 +61,25 @@ impl PySocket {
         f: impl FnOnce(&mut XskSocket) -> Result<R, Error> + Send,
     ) -> PyResult<R> {
         Ok(py.detach(|| self.core.locked(f))?)
+    }
+
+    /// Checks every packet (`first`: the index of the first in the call, for errors),
+    /// then sends them, waiting as `send` does.
+    fn send_held(
+        &self,
+        py: Python<'_>,
+        held: &[Held<'_>],
+        first: usize,
+        timeout: Option<std::time::Duration>,
+    ) -> PyResult<usize> {
+        let slices: Vec<&[u8]> = held.iter().map(Held::bytes).collect();
+        self.with_socket(py, |s| {
+            for (i, p) in slices.iter().enumerate() {
+                s.check_packet(first + i, p.len())?;
+            }
+            Ok(())
+        })?;
+        self.send_checked(py, &slices, timeout)
     }
 
     /// Sends packets that were all checked already, waiting as `send` does.
@@ -235,10 +259,13 @@ impl PySocket {
         Ok(RxBatch::new(Arc::clone(&self.core), frames))
     }
 
-    /// Sends a sequence of bytes-like packets (bytes, bytearray, memoryview, Frame).
-    /// Waits up to `timeout` seconds (None: as long as needed) for free frames and tx
-    /// ring space; returns how many were queued, which is fewer than `len(packets)`
-    /// only when the time ran out. Each packet is checked before any is queued.
+    /// Sends bytes-like packets (bytes, bytearray, memoryview, Frame, or objects with
+    /// `__bytes__`). Waits up to `timeout` seconds (None: as long as needed) for free
+    /// frames and tx ring space; returns how many were queued, which is fewer than
+    /// given only when the time ran out. A list or tuple is checked whole before any
+    /// packet is queued; any other iterable is taken in chunks of 256. An exception
+    /// (a bad packet, or one the iterator raised) says on its `queued` attribute how
+    /// many packets of the call were queued before it.
     #[pyo3(signature = (packets, timeout = None))]
     fn send(
         &self,
@@ -247,10 +274,45 @@ impl PySocket {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let timeout = timeout_arg(timeout)?;
-        let held = packets_arg(py, packets)?;
-        let slices: Vec<&[u8]> = held.iter().map(Held::bytes).collect();
-        self.with_socket(py, |s| s.check_packets(&slices))?;
-        self.send_checked(py, &slices, timeout)
+        if let Some(items) = sequence_items(packets) {
+            let held = held_packets(py, items, 0).map_err(|e| with_queued(py, e, 0))?;
+            return self
+                .send_held(py, &held, 0, timeout)
+                .map_err(|e| with_queued(py, e, 0));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut iter = packets.try_iter()?;
+        let mut queued = 0usize;
+        loop {
+            let mut items = Vec::with_capacity(SEND_CHUNK);
+            let mut failure = None;
+            for item in iter.by_ref().take(SEND_CHUNK) {
+                match item {
+                    Ok(x) => items.push(x),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let n = items.len();
+            if n > 0 {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let sent = held_packets(py, items, queued)
+                    .and_then(|held| self.send_held(py, &held, queued, left))
+                    .map_err(|e| with_queued(py, e, queued))?;
+                queued += sent;
+                if sent < n {
+                    return Ok(queued); // the time ran out
+                }
+            }
+            if let Some(e) = failure {
+                return Err(with_queued(py, e, queued));
+            }
+            if n < SEND_CHUNK {
+                return Ok(queued);
+            }
+        }
     }
 
     /// Waits up to `timeout` seconds (None: as long as needed) until every queued

@@ -119,11 +119,27 @@ pub struct XskSocket {
     advice: Vec<advice::Advice>,
     /// What `fix_offloads` changed.
     offload_changes: Vec<String>,
+    /// The process generation the socket was opened in (see
+    /// [`sys::process_generation`]).
+    generation: u64,
 }
 
 impl XskSocket {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// Whether this is the child of a fork of the process that opened the socket.
+    pub fn forked(&self) -> bool {
+        sys::process_generation() != self.generation
+    }
+
+    /// Fails in the child of a fork: the socket's rings are its parent's too.
+    pub fn check_process(&self) -> Result<()> {
+        if self.forked() {
+            return Err(Error::forked("socket"));
+        }
+        Ok(())
     }
 
     /// What a thread needs to wait for this socket without holding it, and to tell

@@ -154,6 +154,7 @@ impl XskSocket {
             counters: Counters::default(),
             advice,
             offload_changes,
+            generation: sys::process_generation(),
             config,
         };
         // Frames on the fill ring first, then packets may come.

@@ -25,6 +25,9 @@ pub(super) struct Registration {
     target: Target,
     queue: u32,
     registered: bool,
+    /// The process generation it was made in: a fork child never removes its parent's
+    /// entry.
+    generation: u64,
 }
 
 impl Registration {
@@ -52,6 +55,7 @@ impl Registration {
             target,
             queue,
             registered: false,
+            generation: crate::sys::process_generation(),
         })
     }
 
@@ -104,7 +108,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if !self.registered {
+        if !self.registered || crate::sys::process_generation() != self.generation {
             return;
         }
         match &self.target {

@@ -75,8 +75,8 @@ impl Watch {
             match feed {
                 #[cfg(feature = "loader")]
                 Feed::Program(p) => {
-                    if let Some(prog) = p.upgrade() {
-                        check_link(prog.link(), &self.ifname)?;
+                    if let Some(link) = p.upgrade().as_ref().and_then(|p| p.link()) {
+                        check_link(link, &self.ifname)?;
                     }
                 }
                 Feed::Link(l) => {

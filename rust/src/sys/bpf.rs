@@ -12,7 +12,11 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 
 /// `bpf_map_info.type` of an XSKMAP.
 pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
@@ -48,6 +52,15 @@ struct InfoAttr {
     bpf_fd: u32,
     info_len: u32,
     info: u64,
+}
+
+/// The part of `union bpf_attr` for BPF_*_GET_FD_BY_ID and BPF_*_GET_NEXT_ID.
+#[repr(C)]
+#[derive(Default)]
+struct IdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
 }
 
 /// bpf(cmd, attr): returns the non-negative result or the error.
@@ -122,7 +135,12 @@ pub fn obj_get(path: &CStr) -> io::Result<OwnedFd> {
 /// The first bytes of an object's info (`bpf_map_info`, `bpf_link_info`, ...), as
 /// 32-bit words.
 fn info_words(fd: BorrowedFd<'_>) -> io::Result<[u32; 64]> {
-    let mut info = [0u32; 64];
+    info_words_with(fd, [0u32; 64])
+}
+
+/// Like [`info_words`], with some input fields already set in `info` (pointers and
+/// counts of arrays the kernel fills).
+fn info_words_with(fd: BorrowedFd<'_>, mut info: [u32; 64]) -> io::Result<[u32; 64]> {
     let mut attr = InfoAttr {
         bpf_fd: fd.as_raw_fd() as u32,
         info_len: std::mem::size_of_val(&info) as u32,
@@ -137,6 +155,133 @@ fn info_words(fd: BorrowedFd<'_>) -> io::Result<[u32; 64]> {
 /// The type of the map `fd` (`bpf_map_info.type`).
 pub fn map_type(fd: BorrowedFd<'_>) -> io::Result<u32> {
     info_words(fd).map(|w| w[0])
+}
+
+/// A NUL-padded name in info words `words` (BPF_OBJ_NAME_LEN = 16 bytes).
+fn name_at(words: &[u32]) -> String {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// What the kernel says about a map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub max_entries: u32,
+    pub name: String,
+}
+
+/// Reads `bpf_map_info` of the map `fd`.
+pub fn map_info(fd: BorrowedFd<'_>) -> io::Result<MapInfo> {
+    // bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16]
+    let w = info_words(fd)?;
+    Ok(MapInfo {
+        map_type: w[0],
+        id: w[1],
+        max_entries: w[4],
+        name: name_at(&w[6..10]),
+    })
+}
+
+/// What the kernel says about a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgInfo {
+    pub id: u32,
+    pub name: String,
+    /// The maps it uses (at most 16 are listed).
+    pub map_ids: Vec<u32>,
+}
+
+/// Reads `bpf_prog_info` of the program `fd`, with its map ids.
+pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<ProgInfo> {
+    // bpf_prog_info: type, id, tag[8], jited_prog_len, xlated_prog_len,
+    // jited_prog_insns (u64), xlated_prog_insns (u64), load_time (u64),
+    // created_by_uid, nr_map_ids (word 13), map_ids (u64, words 14-15), name[16]
+    // (words 16-19).
+    let mut ids = [0u32; 16];
+    let mut info = [0u32; 64];
+    info[13] = ids.len() as u32;
+    let ptr = ids.as_mut_ptr() as u64;
+    info[14] = ptr as u32;
+    info[15] = (ptr >> 32) as u32;
+    if cfg!(target_endian = "big") {
+        info.swap(14, 15);
+    }
+    let w = info_words_with(fd, info)?;
+    let n = (w[13] as usize).min(ids.len());
+    Ok(ProgInfo {
+        id: w[1],
+        name: name_at(&w[16..20]),
+        map_ids: ids[..n].to_vec(),
+    })
+}
+
+/// Which kind of object [`fd_by_id`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    Prog,
+    Map,
+    Link,
+}
+
+/// Opens the program, map or link with this id.
+pub fn fd_by_id(kind: Object, id: u32) -> io::Result<OwnedFd> {
+    let cmd = match kind {
+        Object::Prog => BPF_PROG_GET_FD_BY_ID,
+        Object::Map => BPF_MAP_GET_FD_BY_ID,
+        Object::Link => BPF_LINK_GET_FD_BY_ID,
+    };
+    let mut attr = IdAttr {
+        id,
+        ..Default::default()
+    };
+    // SAFETY: the *_GET_FD_BY_ID commands take IdAttr, which holds no pointer.
+    let fd = unsafe { bpf(cmd, &mut attr) }?;
+    // SAFETY: the command returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The ids of every BPF link in the system, in order.
+pub fn link_ids() -> impl Iterator<Item = u32> {
+    let mut start = 0u32;
+    std::iter::from_fn(move || {
+        let mut attr = IdAttr {
+            id: start,
+            ..Default::default()
+        };
+        // SAFETY: BPF_LINK_GET_NEXT_ID takes IdAttr, which holds no pointer.
+        unsafe { bpf(BPF_LINK_GET_NEXT_ID, &mut attr) }.ok()?;
+        start = attr.next_id;
+        Some(start)
+    })
+}
+
+/// The processes that hold a descriptor of BPF link `id` (pid and command name), as
+/// far as /proc shows them.
+pub fn link_holders(id: u32) -> Vec<(u32, String)> {
+    let want = format!("link_id:\t{id}\n");
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|info| info.contains(&want)));
+        if holds {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
 }
 
 /// What the kernel says about a BPF link.

@@ -19,6 +19,7 @@ pub mod xsk;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use mmap::Mapping;
 pub use uapi::{XdpDesc, XdpStatistics};
@@ -44,4 +45,24 @@ pub fn thread_cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// How many times this process is a fork child of a process that used this crate.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Which process this is, as far as sockets care: it changes in the child of a fork.
+/// A socket remembers the generation it was opened in; in a forked child the numbers
+/// differ, and the child must not touch the rings it shares with its parent.
+pub fn process_generation() -> u64 {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic counter, which is
+        // async-signal-safe and so fine in a child right after fork.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
+    FORKS.load(Ordering::Relaxed)
 }

@@ -11,22 +11,27 @@
 //! else attached is never replaced: we refuse and say so.
 //!
 //! All sockets of one process on the same interface (same network namespace, same
-//! interface index) share one attached program through [`attach`]; it is detached when
-//! the last of them drops its handle.
+//! interface index) share one attached program through [`attach`]. Other processes
+//! join it (`join`): they find it through the kernel's ids, use its XSKMAP, and hold a
+//! descriptor of its link, so it stays attached while any process uses it and leaves
+//! with the last one, also when processes are killed. The parts: `load` (loading and
+//! attaching), `join` (finding an attached program, and naming a foreign one).
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
 
 use libbpf_rs::libbpf_sys;
-use libbpf_rs::MapCore;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 use crate::xskmap::XskMap;
+
+mod join;
+mod load;
 
 /// The compiled program, embedded at build time.
 static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xsk_redirect.bpf.o"));
@@ -154,12 +159,16 @@ pub fn query(ifindex: u32) -> Result<XdpState> {
 
 /// The default program, attached to one interface.
 pub struct XdpProgram {
-    // Field order matters: the link is closed (detaching the program) before the
-    // object's program and map are released.
-    link: OwnedFd,
+    // Field order matters: the link is closed (detaching the program, unless another
+    // process holds it too) before the object's program and map are released.
+    /// The BPF link that attaches the program: ours, or a hold on another process's.
+    /// None for a program another process attached through netlink (it stays until
+    /// that process detaches it).
+    link: Option<OwnedFd>,
     map: XskMap,
+    /// The loaded object, when this process loaded the program.
     #[allow(dead_code)] // keeps the loaded program alive
-    object: libbpf_rs::Object,
+    object: Option<libbpf_rs::Object>,
     ifname: String,
     ifindex: u32,
     mode: AttachMode,
@@ -210,7 +219,14 @@ pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Arc<XdpProgra
         }
         return Ok(prog);
     }
-    let prog = Arc::new(XdpProgram::load_and_attach(ifname, ifindex, mode)?);
+    let state = query(ifindex)?;
+    let prog = if state.prog_id == 0 {
+        XdpProgram::load_and_attach(ifname, ifindex, mode)?
+    } else {
+        // Attached already: by another process (ours to join, or foreign: an error).
+        XdpProgram::join(ifname, ifindex, state, mode)?
+    };
+    let prog = Arc::new(prog);
     reg.insert((netns, ifindex), Arc::downgrade(&prog));
     Ok(prog)
 }
@@ -223,15 +239,6 @@ fn mode_name(mode: XdpMode) -> &'static str {
     }
 }
 
-fn silence_libbpf() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    // libbpf prints its own diagnostics to stderr; every failure we care about is
-    // reported through our errors instead.
-    ONCE.call_once(|| {
-        libbpf_rs::set_print(None);
-    });
-}
-
 impl XdpProgram {
     /// Loads the default program and attaches it to `ifname`, outside the per-process
     /// sharing of [`attach`]: for a privileged helper that hands the program's link and
@@ -239,100 +246,11 @@ impl XdpProgram {
     /// duplicate of its link descriptor) lives.
     pub fn attach_standalone(ifname: &str, mode: XdpMode) -> Result<Self> {
         let ifindex = sys::netdev::if_index(ifname)?;
-        Self::load_and_attach(ifname, ifindex, mode)
-    }
-
-    fn load_and_attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Self> {
-        silence_libbpf();
         let state = query(ifindex)?;
         if state.prog_id != 0 {
-            return Err(already_attached(ifname, state));
+            return Err(join::attached_error(ifname, ifindex, state));
         }
-        let object = libbpf_rs::ObjectBuilder::default()
-            .open_memory(PROGRAM_OBJECT)
-            .and_then(|open| open.load())
-            .map_err(|e| load_error(ifname, e))?;
-        let prog = object
-            .progs()
-            .find(|p| p.name() == PROGRAM_NAME)
-            .expect("the embedded object has the program");
-        let prog_fd = prog.as_fd().as_raw_fd();
-        let map_fd = object
-            .maps()
-            .find(|m| m.name() == MAP_NAME)
-            .map(|m| sys::dup_fd(m.as_fd().as_raw_fd()))
-            .expect("the embedded object has the map")
-            .map_err(|e| Error::os("duplicating the XSKMAP descriptor", e))?;
-        let map = XskMap::from_fd(map_fd)?;
-
-        let mut failures = Vec::new();
-        for &attempt in mode.candidates() {
-            // SAFETY: plain-old-data options; zero is valid, and we set sz and flags.
-            let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-            opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
-            opts.flags = attempt.flags();
-            // SAFETY: prog_fd is the loaded program's descriptor (alive while `object`
-            // is), and opts is a valid options struct.
-            let fd = unsafe {
-                libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts)
-            };
-            if fd >= 0 {
-                // SAFETY: bpf_link_create returned a new descriptor that we now own.
-                let link = unsafe { OwnedFd::from_raw_fd(fd) };
-                let prog_id = query(ifindex).map(|s| s.prog_id).unwrap_or(0);
-                return Ok(XdpProgram {
-                    link,
-                    map,
-                    object,
-                    ifname: ifname.to_string(),
-                    ifindex,
-                    mode: attempt,
-                    prog_id,
-                });
-            }
-            let errno = -fd;
-            match errno {
-                libc::EBUSY | libc::EEXIST => {
-                    let state = query(ifindex).unwrap_or_default();
-                    return Err(already_attached(ifname, state));
-                }
-                libc::EPERM | libc::EACCES => {
-                    return Err(Error::new(
-                        ErrorKind::Permission,
-                        format!(
-                            "attaching the XDP program to {ifname} needs CAP_NET_ADMIN: run \
-                             as root, or let a privileged process attach it and pass the \
-                             sockets over"
-                        ),
-                    )
-                    .with_errno(errno));
-                }
-                _ => failures.push((attempt, io::Error::from_raw_os_error(errno))),
-            }
-        }
-        let tried: Vec<String> = failures
-            .iter()
-            .map(|(m, e)| format!("{m} mode: {e}"))
-            .collect();
-        let hint = if mode == XdpMode::Native {
-            "; the driver may not support native XDP: use mode=\"skb\" or \"auto\""
-        } else {
-            ""
-        };
-        Err(Error::new(
-            ErrorKind::Attach,
-            format!(
-                "cannot attach the XDP program to {ifname} in mode={:?} ({}){hint}",
-                mode_name(mode),
-                tried.join("; ")
-            ),
-        )
-        .with_errno(
-            failures
-                .last()
-                .and_then(|(_, e)| e.raw_os_error())
-                .unwrap_or(0),
-        ))
+        Self::load_and_attach(ifname, ifindex, mode)
     }
 
     /// The mode the program is attached in.
@@ -363,46 +281,19 @@ impl XdpProgram {
         &self.map
     }
 
-    /// The BPF link that keeps the program attached (while it is open anywhere).
-    pub fn link(&self) -> BorrowedFd<'_> {
-        self.link.as_fd()
+    /// The BPF link that keeps the program attached (while it is open anywhere), if
+    /// it was attached through one.
+    pub fn link(&self) -> Option<BorrowedFd<'_>> {
+        self.link.as_ref().map(|l| l.as_fd())
     }
 
     /// Whether the program is still attached: someone else may have detached its link
-    /// (`bpftool link detach`, BPF_LINK_DETACH), after which no packet reaches the
-    /// sockets it served.
+    /// (`bpftool link detach`, BPF_LINK_DETACH) or the program, after which no packet
+    /// reaches the sockets it served.
     pub fn is_attached(&self) -> bool {
-        sys::bpf::link_info(self.link.as_fd()).map_or(true, |i| i.xdp_ifindex != 0)
-    }
-}
-
-fn already_attached(ifname: &str, state: XdpState) -> Error {
-    Error::new(
-        ErrorKind::ProgramAttached,
-        format!(
-            "{ifname} already has an XDP program attached (id {}, {} mode) that afxdp_rs did \
-             not attach; it is never replaced: detach it first (`ip link set dev {ifname} xdp \
-             off`) or use that program's XSKMAP instead of loading ours",
-            state.prog_id, state.mode
-        ),
-    )
-    .with_errno(libc::EBUSY)
-}
-
-fn load_error(ifname: &str, e: libbpf_rs::Error) -> Error {
-    if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
-        Error::new(
-            ErrorKind::Permission,
-            format!(
-                "loading the XDP program for {ifname} needs CAP_BPF and CAP_NET_ADMIN (or \
-                 root): run with those capabilities, or let a privileged process load it"
-            ),
-        )
-        .with_errno(libc::EPERM)
-    } else {
-        Error::new(
-            ErrorKind::Attach,
-            format!("loading the XDP program for {ifname} failed: {e}"),
-        )
+        match &self.link {
+            Some(link) => sys::bpf::link_info(link.as_fd()).map_or(true, |i| i.xdp_ifindex != 0),
+            None => query(self.ifindex).is_ok_and(|s| s.prog_id == self.prog_id),
+        }
     }
 }
