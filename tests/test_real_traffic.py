@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -180,6 +181,21 @@ def test_the_same_through_the_python_api(net: LinkedHosts) -> None:
         assert b.statistics()["checksums_completed"] > 100
 
 
+def settle(fwd: afxdp_rs.Forwarder) -> None:
+    """Waits until the forwarder has moved nothing for a while: what was sent has
+    arrived or was counted."""
+    last, still = -1, 0
+    for _ in range(200):
+        moved = sum(d["packets"] for d in fwd.statistics())
+        still = still + 1 if moved == last else 0
+        if still >= 4:
+            time.sleep(0.05)
+            return
+        last = moved
+        time.sleep(0.05)
+    raise AssertionError("the forwarder kept moving packets for 10 s")
+
+
 def test_udp_flood_every_loss_counted(net: LinkedHosts) -> None:
     """A flood of small UDP datagrams from A's stack to a receiver in B that reads
     only afterwards: whatever did not arrive is in exactly one counter on the way."""
@@ -195,7 +211,6 @@ def test_udp_flood_every_loss_counted(net: LinkedHosts) -> None:
             s.bind(dst)
             bound.set()
             flooded.wait(60)
-            time.sleep(0.5)  # what is still on the way arrives
             s.setblocking(False)
             while True:
                 try:
@@ -216,6 +231,7 @@ def test_udp_flood_every_loss_counted(net: LinkedHosts) -> None:
         t.start()
         assert bound.wait(10)
         net.run("a", flood)
+        settle(fwd)
         flooded.set()
         t.join(60)
         stats = fwd.statistics()
@@ -328,3 +344,26 @@ def test_checksum_of_received_frames_and_completing_on_receive() -> None:
                     assert checksum == expect[name], name
                     assert data == f, name
             assert completed == (2 if complete else 0)
+
+
+def test_the_command_line_forwards_real_traffic(
+    net: LinkedHosts, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from afxdp_rs.cli import main
+
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(main(["forward", "a1", "b1", "-d", "4"])))
+    t.start()
+    time.sleep(0.5)
+    ping(net, "a", "b")
+    data = DATA[: 8 << 20]
+    assert tcp_transfer(net, "a", "b", data) == hashlib.sha256(data).hexdigest()
+    t.join(30)
+    assert codes == [0]
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("a1 -> b1:"))
+    found = re.search(r"([\d,]+) partial checksums completed", line)
+    assert found, out
+    completed = int(found.group(1).replace(",", ""))
+    assert completed > 1000, out
+    assert "lost 0" in line, out

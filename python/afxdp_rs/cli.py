@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+from pyroute2 import IPRoute
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from afxdp_rs._afxdp import XskSocket, interface_info
-from afxdp_rs.errors import AfXdpError
+from afxdp_rs._afxdp import Forwarder, XskSocket, interface_info
+from afxdp_rs.errors import AfXdpError, AfXdpWarning
 from afxdp_rs.pcap import PcapReader, PcapWriter
 from afxdp_rs.testbed import VethTestbed
 
@@ -297,64 +298,175 @@ def send_cmd(ifname: str | None, source: str, rate: float | None, loop: int, que
     click.echo(msg)
 
 
+def _link_stats(ifname: str) -> dict[str, int]:
+    with IPRoute() as ipr:
+        links = ipr.get_links(ifname=ifname)
+        stats = links[0].get_attr("IFLA_STATS64") if links else None
+        return {k: int(v) for k, v in stats.items()} if stats else {}
+
+
+def _directions(fwd: Forwarder, tx0: dict[str, int]) -> list[dict[str, Any]]:
+    """Each direction summed over the queue pairs, with what was lost on the way and
+    the counter that holds it."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in fwd.statistics():
+        row = out.setdefault(
+            d["from"],
+            {
+                "from": d["from"],
+                "to": d["to"],
+                "packets": 0,
+                "bytes": 0,
+                "checksums": 0,
+                "rx_dropped": 0,
+                "rx_ring_full": 0,
+            },
+        )
+        for k in ("packets", "bytes", "checksums"):
+            row[k] += d[k]
+        for k in ("rx_dropped", "rx_ring_full"):
+            row[k] += d["rx"][k]
+    for row in out.values():
+        row["tx_dropped"] = _link_stats(row["to"]).get("tx_dropped", 0) - tx0[row["to"]]
+    return list(out.values())
+
+
+def _forward_table(rows: list[dict[str, Any]], seconds: float) -> Table:
+    t = Table.grid(padding=(0, 2))
+    for r in rows:
+        secs = max(seconds, 1e-9)
+        lost = r["rx_dropped"] + r["rx_ring_full"] + r["tx_dropped"]
+        t.add_row(
+            f"[bold]{r['from']} -> {r['to']}[/]",
+            f"{r['packets']:,} packets",
+            f"{r['packets'] / secs:,.0f} pkt/s",
+            f"{r['bytes'] * 8 / secs / 1e6:,.1f} Mbit/s",
+            f"lost {lost:,}",
+            f"{secs:.1f} s",
+        )
+    return t
+
+
 @cli.command()
 @click.argument("if_a", required=False)
 @click.argument("if_b", required=False)
-@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--queues",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="forward queues START..START+N-1, a thread each",
+)
+@click.option("--start-queue", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
 @click.option("-d", "--duration", type=click.FloatRange(min=0), help="stop after SECONDS")
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+@click.option(
+    "--bind", type=click.Choice(["auto", "copy", "zerocopy"]), default="auto", show_default=True
+)
+@click.option(
+    "--no-checksums",
+    is_flag=True,
+    help="leave partial checksums (from senders that offload them) unfinished",
+)
+@click.option(
+    "--fix-offloads",
+    is_flag=True,
+    help="turn off the offloads that make packets arrive unfinished or too large",
+)
 def forward(
     if_a: str | None,
     if_b: str | None,
-    queue: int,
+    queues: int,
+    start_queue: int,
     count: int | None,
     duration: float | None,
     mode: str,
+    bind: str,
+    no_checksums: bool,
+    fix_offloads: bool,
 ) -> None:
-    """An L2 forwarder: every frame received on IF_A goes out IF_B, and back."""
+    """Forward every frame between IF_A and IF_B, both ways, without copying it (one
+    UMEM per queue pair, a Rust thread each), completing partial checksums on the way.
+    Shows per direction what was forwarded and what was lost, with the kernel counter
+    that holds each loss. Ctrl-C stops and prints the summary."""
     _need_root()
     if (if_a is None) != (if_b is None):
         raise click.UsageError("give both interfaces, or none for the test bed")
     if if_a is None and count is None and duration is None:
         count = 1000
-    with _bed_or_none(if_a) as tb:
+    with _bed_or_none(if_a) as tb, contextlib.ExitStack() as stack:
         if tb is not None:
             tb.add_veth("fwd0", "fwd1")
             a_name, b_name = tb.inner, "fwd0"
-            before = tb.link_stats("fwd1").get("rx_packets", 0)
+            before = _link_stats("fwd1").get("rx_packets", 0)
         else:
             assert if_a is not None and if_b is not None
             a_name, b_name = if_a, if_b
-        a = XskSocket(a_name, queue, mode=mode)
-        b = XskSocket(b_name, queue, mode=mode)
-        with a, b, selectors.DefaultSelector() as sel, contextlib.ExitStack() as stack:
-            sel.register(a.fileno(), selectors.EVENT_READ)
-            sel.register(b.fileno(), selectors.EVENT_READ)
-            if tb is not None:
-                stack.enter_context(_generate(tb, tb.peer, count or 1000))
-
-            def move(rates: Rates) -> None:
-                moved = 0
-                for src, dst in ((a, b), (b, a)):
-                    with src.recv(256, timeout=0) as batch:
-                        if len(batch):
-                            packets = batch.to_list()
-                            n = dst.send(packets, timeout=1.0)
-                            rates.add(n, sum(len(p) for p in packets[:n]))
-                            moved += n
-                if not moved:
-                    sel.select(timeout=0.1)
-
-            rates = _run(f"forward {a_name} <-> {b_name}", _until(count, duration), move)
-            a.flush(timeout=1.0)
-            b.flush(timeout=1.0)
-        msg = f"forwarded {rates.packets} packets between {a_name} and {b_name}"
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", AfXdpWarning)
+            fwd = Forwarder(
+                a_name,
+                b_name,
+                queues=queues,
+                start_queue=start_queue,
+                mode=mode,
+                bind=bind,
+                complete_checksums=not no_checksums,
+                fix_offloads=fix_offloads,
+            )
+        stack.callback(fwd.stop)
+        if tb is None:
+            for w in said:
+                err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        for change in fwd.offload_changes:
+            err.print(f"[dim]{change}[/]", highlight=False)
+        tx0 = {n: _link_stats(n).get("tx_dropped", 0) for n in (a_name, b_name)}
+        if tb is not None:
+            stack.enter_context(_generate(tb, tb.peer, count or 1000))
+        done = _until(count, duration)
+        start = time.perf_counter()
+        rows = _directions(fwd, tx0)
+        live = (
+            stack.enter_context(Live(_forward_table(rows, 0.0), console=err, refresh_per_second=4))
+            if err.is_terminal
+            else None
+        )
+        try:
+            while not done(sum(r["packets"] for r in rows)):
+                if fwd.wait(0.1):
+                    break  # a queue pair ended: stop() below says why
+                rows = _directions(fwd, tx0)
+                if live is not None:
+                    live.update(_forward_table(rows, time.perf_counter() - start))
+        except KeyboardInterrupt:
+            pass
+        rows = _directions(fwd, tx0)
+        seconds = time.perf_counter() - start
+        fwd.stop()  # raises what ended a queue pair, if anything did
+        if live is not None:
+            live.update(_forward_table(rows, seconds))
+            live.stop()
+        total = sum(r["packets"] for r in rows)
+        lines = [f"forwarded {total} packets between {a_name} and {b_name} in {seconds:.1f} s"]
+        for r in rows:
+            lost = r["rx_dropped"] + r["rx_ring_full"] + r["tx_dropped"]
+            line = (
+                f"{r['from']} -> {r['to']}: {r['packets']:,} packets ({r['bytes']:,} bytes), "
+                f"{r['checksums']:,} partial checksums completed; lost {lost:,}"
+            )
+            if lost:
+                line += (
+                    f" (rx_dropped {r['rx_dropped']:,} and rx_ring_full {r['rx_ring_full']:,}"
+                    f" of the AF_XDP socket on {r['from']}, tx_dropped {r['tx_dropped']:,}"
+                    f" of {r['to']})"
+                )
+            lines.append(line)
         if tb is not None:
             time.sleep(0.05)
-            arrived = tb.link_stats("fwd1")["rx_packets"] - before
-            msg += f"; fwd1 received {arrived}"
-    click.echo(msg)
+            arrived = _link_stats("fwd1").get("rx_packets", 0) - before
+            lines[0] += f"; fwd1 received {arrived}"
+    click.echo("\n".join(lines))
 
 
 def _mac_of(ifname: str) -> bytes:
