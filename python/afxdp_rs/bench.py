@@ -31,6 +31,7 @@ from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
 __all__ = ["Options", "Result", "run"]
 
 PATHS = ("python", "rust", "af_packet")
+WORKLOADS = ("rxdrop", "txonly", "l2fwd", "forward", "tcp")
 
 
 @dataclasses.dataclass
@@ -375,12 +376,25 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
 
 def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Result]:
     """Runs the workload through each of ``o.paths``; returns one Result per path."""
-    if o.workload not in ("rxdrop", "txonly", "l2fwd"):
-        raise ValueError(f"workload={o.workload!r}: use rxdrop, txonly or l2fwd")
+    if o.workload not in WORKLOADS:
+        raise ValueError(f"workload={o.workload!r}: use {', '.join(WORKLOADS)}")
     for p in o.paths:
         if p not in PATHS:
             raise ValueError(f"path {p!r}: use {', '.join(PATHS)}")
     results: list[Result] = []
+    if o.workload in ("forward", "tcp"):
+        from afxdp_rs import bench_forward
+
+        if o.ifname is not None or o.queues > 1:
+            raise ValueError(f"{o.workload} runs on its own test bed, one queue pair")
+        for path in o.paths:
+            if o.workload == "tcp" and path == "af_packet":
+                continue
+            r = getattr(bench_forward, o.workload)(o, path)
+            results.append(r)
+            if report:
+                report(r)
+        return results
 
     def one(tb: VethTestbed | None, ifname: str, peer: str) -> None:
         dst = tb.inner_mac if tb else "ff:ff:ff:ff:ff:ff"

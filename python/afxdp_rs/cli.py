@@ -577,7 +577,7 @@ def verify(
 
 
 @cli.command()
-@click.argument("workload", type=click.Choice(["rxdrop", "txonly", "l2fwd"]))
+@click.argument("workload", type=click.Choice(["rxdrop", "txonly", "l2fwd", "forward", "tcp"]))
 @click.option("-i", "--interface", "ifname", help="interface (default: own veth test bed)")
 @click.option("--peer", help="interface the generator sends from (rxdrop, l2fwd)")
 @click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
@@ -621,7 +621,9 @@ def bench(
     compare: bool,
     queues: int,
 ) -> None:
-    """Measure rxdrop, txonly or l2fwd: packets/s, loss and CPU time per packet."""
+    """Measure rxdrop, txonly, l2fwd, forward (both ways between two interfaces) or tcp
+    (iperf3 between two stacks through the forwarder): packets/s, loss and CPU time
+    per packet."""
     _need_root()
     from afxdp_rs.bench import PATHS, Options, Result, run
 
