@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pyroute2 import IPRoute
@@ -186,6 +186,24 @@ def info(ifname: str | None) -> None:
         Console().print(table)
 
 
+T = TypeVar("T")
+
+
+def _warned(tb: VethTestbed | None, make: Callable[[], T]) -> T:
+    """Opens a socket or forwarder; on a real interface, prints each AfXdpWarning (what
+    makes packets arrive unfinished or too large, and the command that fixes it) and
+    what --fix-offloads changed."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", AfXdpWarning)
+        made = make()
+    if tb is None:
+        for w in said:
+            err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    for change in getattr(made, "offload_changes", ()):
+        err.print(f"[dim]{change}[/]", highlight=False)
+    return made
+
+
 def _run(what: str, done: Callable[[int], bool], step: Callable[[Rates], None]) -> Rates:
     """Runs `step` until `done(packets so far)` or Ctrl-C, showing live rates on a
     terminal; returns the counts."""
@@ -216,6 +234,11 @@ def _until(count: int | None, duration: float | None) -> Callable[[int], bool]:
 @click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
 @click.option("-d", "--duration", type=click.FloatRange(min=0), help="stop after SECONDS")
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+@click.option(
+    "--fix-offloads",
+    is_flag=True,
+    help="turn off the offloads that make packets arrive unfinished or too large",
+)
 def capture(
     ifname: str | None,
     queue: int,
@@ -223,6 +246,7 @@ def capture(
     count: int | None,
     duration: float | None,
     mode: str,
+    fix_offloads: bool,
 ) -> None:
     """Capture packets of one queue of IFNAME into a pcap file.
 
@@ -234,7 +258,9 @@ def capture(
     with _bed_or_none(ifname) as tb:
         name = _name(ifname, tb)
         with contextlib.ExitStack() as stack:
-            sock = stack.enter_context(XskSocket(name, queue, mode=mode))
+            sock = stack.enter_context(
+                _warned(tb, lambda: XskSocket(name, queue, mode=mode, fix_offloads=fix_offloads))
+            )
             pcap = stack.enter_context(PcapWriter(path))
             if tb is not None:
                 stack.enter_context(_generate(tb, tb.peer, count or 1000))
@@ -535,7 +561,7 @@ def verify(
                 fwd_thread.start()
                 stack.callback(fwd_thread.join)
                 stack.callback(fwd.stop_loop)
-            sock = stack.enter_context(XskSocket(name, queue, mode=mode))
+            sock = stack.enter_context(_warned(tb, lambda: XskSocket(name, queue, mode=mode)))
             err.print(f"[dim]sending {count:,} numbered packets of {size} bytes out of {name}[/]")
             r = sock.sequence_check(template, count, window=window, swapped=not no_swap)
             stats = sock.statistics()
