@@ -80,13 +80,21 @@ def test_packet_sizes(bed: VethTestbed) -> None:
             sock.send([5])  # type: ignore[list-item]
         stats = sock.statistics()
         assert stats["tx_packets"] == 0, "a rejected batch sends nothing"
-    # With a jumbo MTU the frame is the limit.
+    # With a jumbo MTU and one frame per packet, the frame is the limit; with
+    # multi-buffer (the default where the kernel has it), the MTU is.
     bed.set_mtu(bed.inner, 4000)
     try:
-        with afxdp_rs.XskSocket(bed.inner, 0, frame_size=2048) as sock:
+        with afxdp_rs.XskSocket(bed.inner, 0, frame_size=2048, multi_buffer=False) as sock:
             assert sock.max_packet == 2048
-            with pytest.raises(afxdp_rs.PacketSizeError, match=r"2049 bytes.*frame_size=2048"):
+            with pytest.raises(
+                afxdp_rs.PacketSizeError, match=r"2049 bytes.*one frame of 2048.*use multi_buffer"
+            ):
                 sock.send([b"\x00" * 2049])
+        with afxdp_rs.XskSocket(bed.inner, 0, frame_size=2048) as sock:
+            assert sock.multi_buffer
+            assert sock.max_packet == 4000 + 18
+            with pytest.raises(afxdp_rs.PacketSizeError, match=r"4019 bytes.*MTU\+18=4018"):
+                sock.send([b"\x00" * 4019])
     finally:
         bed.set_mtu(bed.inner, bed.mtu)
 

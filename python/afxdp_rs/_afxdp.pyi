@@ -12,6 +12,7 @@ __all__ = [
     "Forwarder",
     "Frame",
     "RxBatch",
+    "Segment",
     "XdpProgram",
     "XskSocket",
     "interface_info",
@@ -32,6 +33,7 @@ class XskSocket:
     ifname: str
     queue: int
     zerocopy: bool
+    multi_buffer: bool
     attach_mode: Literal["native", "skb"] | None
     frame_size: int
     max_packet: int
@@ -65,7 +67,12 @@ class XskSocket:
         hold_fds: list[int] | None = None,
         complete_checksums: bool = False,
         fix_offloads: bool = False,
+        multi_buffer: bool | Literal["auto"] | None = None,
+        match: str | None = None,
     ) -> Self: ...
+    def set_match(self, filter: str | None) -> None: ...
+    @property
+    def match(self) -> str | None: ...
     def recv(self, max: int = 64, timeout: float | None = None, linger: float = 0.0) -> RxBatch: ...
     def l2fwd(self, max: int = 64, swap_macs: bool = True) -> int: ...
     def send_packed(self, data: Buffer, lengths: Buffer, timeout: float | None = None) -> int: ...
@@ -144,8 +151,17 @@ class Frame:
     def addr(self) -> int: ...
     @property
     def checksum(self) -> _Checksum: ...
+    @property
+    def nsegments(self) -> int: ...
+    def segments(self) -> list[memoryview]: ...
     def __len__(self) -> int: ...
     def __bytes__(self) -> bytes: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+@final
+class Segment:
+    """One frame of a multi-buffer packet (a zero-copy buffer)."""
+
     def __buffer__(self, flags: int, /) -> memoryview: ...
 
 @final

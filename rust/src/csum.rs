@@ -106,8 +106,10 @@ fn fold(mut acc: u64) -> u16 {
     acc as u16
 }
 
-/// Finds the TCP or UDP segment of an Ethernet frame.
-fn segment(p: &[u8]) -> Option<Segment> {
+/// Finds the TCP or UDP segment of an Ethernet frame whose first buffer is `p` and
+/// whole length `total` (more buffers follow `p` in a multi-buffer packet). The
+/// headers, up to the checksum field, must be in `p`.
+fn segment(p: &[u8], total: usize) -> Option<Segment> {
     let mut off = 12;
     let mut ethertype = be16(p.get(..14)?, 12);
     for _ in 0..2 {
@@ -118,14 +120,15 @@ fn segment(p: &[u8]) -> Option<Segment> {
         ethertype = be16(p.get(..off + 2)?, off);
     }
     let l3 = off + 2;
-    match ethertype {
-        ETH_P_IP => ipv4(p, l3),
-        ETH_P_IPV6 => ipv6(p, l3),
+    let s = match ethertype {
+        ETH_P_IP => ipv4(p, l3, total),
+        ETH_P_IPV6 => ipv6(p, l3, total),
         _ => None,
-    }
+    }?;
+    (s.field + 2 <= p.len()).then_some(s)
 }
 
-fn ipv4(p: &[u8], l3: usize) -> Option<Segment> {
+fn ipv4(p: &[u8], l3: usize, frame: usize) -> Option<Segment> {
     let h = p.get(l3..l3 + 20)?;
     let ihl = (h[0] & 0x0f) as usize * 4;
     if h[0] >> 4 != 4 || ihl < 20 {
@@ -133,7 +136,7 @@ fn ipv4(p: &[u8], l3: usize) -> Option<Segment> {
     }
     let total = be16(h, 2) as usize;
     // A fragment (more fragments, or an offset) cannot be checked on its own.
-    if be16(h, 6) & 0x3fff != 0 || total < ihl || l3 + total > p.len() {
+    if be16(h, 6) & 0x3fff != 0 || total < ihl || l3 + total > frame {
         return None;
     }
     let proto = h[9];
@@ -143,14 +146,14 @@ fn ipv4(p: &[u8], l3: usize) -> Option<Segment> {
     transport(l3 + ihl, len, proto, false, fold(acc))
 }
 
-fn ipv6(p: &[u8], l3: usize) -> Option<Segment> {
+fn ipv6(p: &[u8], l3: usize, frame: usize) -> Option<Segment> {
     let h = p.get(l3..l3 + 40)?;
     if h[0] >> 4 != 6 {
         return None;
     }
     let payload = be16(h, 4) as usize;
     let end = l3 + 40 + payload;
-    if payload == 0 || end > p.len() {
+    if payload == 0 || end > frame {
         return None; // a jumbogram, or truncated
     }
     let mut next = h[6];
@@ -199,16 +202,44 @@ fn same(a: u16, b: u16) -> bool {
     a == b || (a | b == 0xffff && (a == 0 || b == 0))
 }
 
+/// The one's complement sum of bytes `[start, end)` of a packet made of `bufs` in
+/// order, folded to 16 bits. A buffer's part that starts at an odd distance from
+/// `start` has its bytes in the other halves of the 16-bit words: its sum is
+/// byte-swapped (RFC 1071).
+fn sum_range<'a>(bufs: impl IntoIterator<Item = &'a [u8]>, start: usize, end: usize) -> u64 {
+    let (mut acc, mut at) = (0u64, 0usize);
+    for b in bufs {
+        let (lo, hi) = (start.max(at), end.min(at + b.len()));
+        if lo < hi {
+            let part = fold(add(0, &b[lo - at..hi - at]));
+            acc += if (lo - start) % 2 == 1 {
+                part.swap_bytes()
+            } else {
+                part
+            } as u64;
+        }
+        at += b.len();
+    }
+    acc
+}
+
 /// What the transport checksum of the Ethernet frame `p` says.
 pub fn classify(p: &[u8]) -> L4Checksum {
-    let Some(s) = segment(p) else {
+    classify_buffers(&[p])
+}
+
+/// Like [`classify`], for a multi-buffer packet: `bufs` in order, the headers in the
+/// first.
+pub fn classify_buffers(bufs: &[&[u8]]) -> L4Checksum {
+    let total = bufs.iter().map(|b| b.len()).sum();
+    let Some(s) = bufs.first().and_then(|first| segment(first, total)) else {
         return L4Checksum::NotApplicable;
     };
-    let field = be16(p, s.field);
+    let field = be16(bufs[0], s.field);
     if s.udp && !s.ipv6 && field == 0 {
         return L4Checksum::Absent;
     }
-    let sum = fold(add(s.pseudo as u64, &p[s.start..s.start + s.len]));
+    let sum = fold(s.pseudo as u64 + sum_range(bufs.iter().copied(), s.start, s.start + s.len));
     if sum == 0xffff {
         L4Checksum::Complete
     } else if same(field, s.pseudo) {
@@ -223,25 +254,33 @@ pub fn classify(p: &[u8]) -> L4Checksum {
 /// exactly as it is. Cheap for packets that are not partial: only the headers are read
 /// (a partial one is read once).
 pub fn complete_partial(p: &mut [u8]) -> bool {
-    let Some(s) = segment(p) else {
+    complete_partial_buffers(p, &[])
+}
+
+/// Like [`complete_partial`], for a multi-buffer packet: `first` (with the headers and
+/// the checksum field), then `rest` in order.
+pub fn complete_partial_buffers(first: &mut [u8], rest: &[&[u8]]) -> bool {
+    let total = first.len() + rest.iter().map(|b| b.len()).sum::<usize>();
+    let Some(s) = segment(first, total) else {
         return false;
     };
-    let field = be16(p, s.field);
+    let field = be16(first, s.field);
     if !same(field, s.pseudo) || (s.udp && !s.ipv6 && field == 0) {
         return false;
     }
     // The field holds the pseudo-header sum, as the device finds it: the sum of the
     // segment as it is then covers the pseudo-header too. (Rarely a complete checksum
     // equals the pseudo-header sum by chance: such a packet verifies, and stays.)
-    let segment = add(0, &p[s.start..s.start + s.len]);
-    if fold(s.pseudo as u64 + segment) == 0xffff {
+    let bufs = std::iter::once(&*first).chain(rest.iter().copied());
+    let segment_sum = sum_range(bufs, s.start, s.start + s.len);
+    if fold(s.pseudo as u64 + segment_sum) == 0xffff {
         return false;
     }
-    let mut csum = !fold(segment);
+    let mut csum = !fold(segment_sum);
     if s.udp && csum == 0 {
         csum = 0xffff; // UDP sends a computed zero as all ones
     }
-    p[s.field..s.field + 2].copy_from_slice(&csum.to_be_bytes());
+    first[s.field..s.field + 2].copy_from_slice(&csum.to_be_bytes());
     true
 }
 

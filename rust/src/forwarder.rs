@@ -147,6 +147,15 @@ impl Forwarder {
             let mut second = socket.clone();
             second.frames = Some((per_socket, 2 * per_socket));
             let sb = XskSocket::open_with(b, queue, second, None, Some(&sa))?;
+            if sa.multi_buffer() != sb.multi_buffer() {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "{a} and {b} do not agree on multi-buffer (queue {queue}): a packet \
+                         larger than a frame could not be sent on; set multi_buffer for both"
+                    ),
+                ));
+            }
             for s in [&sa, &sb] {
                 for w in s.warnings() {
                     if !warnings.contains(w) {

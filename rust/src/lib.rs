@@ -9,8 +9,8 @@
 //!   leave;
 //! * [`umem`]: the packet memory, its frames, and [`RxFrames`], the safe view of
 //!   received packets;
-//! * [`xskmap`] and [`program`]: the XSKMAP and the default XDP program that steer
-//!   packets to sockets;
+//! * [`xskmap`], [`flow`] and [`program`]: the XSKMAP, the flow-steering rules and
+//!   the default XDP program that steer packets to sockets;
 //! * [`socket`]: one AF_XDP socket (configuration, open, the frame ledger, rx, tx,
 //!   waits);
 //! * [`forwarder`]: zero-copy forwarding between two interfaces, a thread per queue
@@ -21,7 +21,7 @@
 //!
 //! `unsafe` is denied everywhere but in the modules that must touch raw memory or the
 //! kernel: `sys` (system calls), `ring` (memory shared with the kernel), `umem` (frame
-//! slices), `program` (libbpf's C API), `socket::open` (turning mapped rings into ring
+//! slices), `flow` (a rule table as the map's bytes), `program` (libbpf's C API), `socket::open` (turning mapped rings into ring
 //! types), `socket::tx` (copying into frames), `socket::forward` (rewriting MAC
 //! addresses in place) and `python` (the buffer protocol and borrowed buffers). Every
 //! block says why it is sound.
@@ -30,6 +30,7 @@
 
 pub mod csum;
 pub mod error;
+pub mod flow;
 pub mod forwarder;
 #[cfg(feature = "loader")]
 pub mod program;

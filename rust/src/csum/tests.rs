@@ -161,6 +161,22 @@ proptest! {
             u16::from_be_bytes([b.pkt[b.field], b.pkt[b.field + 1]])
         ));
 
+        // Cut into buffers (any lengths, odd ones too; the headers stay in the first):
+        // the same answers.
+        let head = b.field + 2;
+        let cut = head + flip.index(b.pkt.len() - head + 1);
+        let cut2 = cut + (b.pkt.len() - cut) / 3;
+        let mut pieces = b.pkt.clone();
+        pieces[b.field..b.field + 2].copy_from_slice(&b.pseudo.to_be_bytes());
+        let (first, rest) = pieces.split_at_mut(cut);
+        let (mid, last) = rest.split_at(cut2 - cut);
+        if first.len() > b.field + 1 && u16::from_be_bytes([b.pkt[b.field], b.pkt[b.field + 1]]) != b.pseudo {
+            prop_assert_eq!(classify_buffers(&[first, mid, last]), L4Checksum::Partial);
+        }
+        complete_partial_buffers(first, &[mid, last]);
+        prop_assert_eq!(classify_buffers(&[first, mid, last]), L4Checksum::Complete);
+        prop_assert_eq!(classify(&pieces), L4Checksum::Complete);
+
         // A changed byte after the IP header (outside the checksum field) is wrong,
         // and stays wrong.
         let start = b.pkt.len() - s.payload.len() - if s.udp { 8 } else { 20 };

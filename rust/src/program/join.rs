@@ -9,9 +9,10 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::PROGRAM_NAME;
 use super::{mode_name, AttachMode, XdpMode, XdpProgram, XdpState, MAP_NAME, MAX_QUEUES};
+use super::{PROGRAM_NAME, RULES_MAP_NAME};
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::RulesMap;
 use crate::sys::bpf::{self, Object};
 use crate::xskmap::XskMap;
 
@@ -27,25 +28,35 @@ fn find_link(prog_id: u32, ifindex: u32) -> Option<(u32, OwnedFd)> {
     })
 }
 
-/// The XSKMAP of program `prog_id`, if it is afxdp_rs's default program.
-fn default_program_map(prog_id: u32) -> Option<XskMap> {
+/// The maps of program `prog_id` (its XSKMAP and its rules), if it is afxdp_rs's
+/// default program of this version.
+fn default_program_maps(prog_id: u32) -> Option<(XskMap, RulesMap)> {
     let prog = bpf::fd_by_id(Object::Prog, prog_id).ok()?;
     let info = bpf::prog_info(prog.as_fd()).ok()?;
-    if info.name != PROGRAM_NAME || info.map_ids.len() != 1 {
+    if info.name != PROGRAM_NAME || info.map_ids.len() != 2 {
         return None;
     }
-    let map = bpf::fd_by_id(Object::Map, info.map_ids[0]).ok()?;
-    let m = bpf::map_info(map.as_fd()).ok()?;
-    let ours =
-        m.map_type == bpf::BPF_MAP_TYPE_XSKMAP && m.name == MAP_NAME && m.max_entries == MAX_QUEUES;
-    ours.then(|| XskMap::from_fd(map).ok()).flatten()
+    let (mut xsks, mut rules) = (None, None);
+    for &id in &info.map_ids {
+        let map = bpf::fd_by_id(Object::Map, id).ok()?;
+        let m = bpf::map_info(map.as_fd()).ok()?;
+        if m.map_type == bpf::BPF_MAP_TYPE_XSKMAP
+            && m.name == MAP_NAME
+            && m.max_entries == MAX_QUEUES
+        {
+            xsks = XskMap::from_fd(map).ok();
+        } else if m.name == RULES_MAP_NAME && m.max_entries == MAX_QUEUES {
+            rules = Some(RulesMap::from_fd(map));
+        }
+    }
+    Some((xsks?, rules?))
 }
 
 impl XdpProgram {
     /// Joins the program attached to `ifname` (as `state` says) if it is afxdp_rs's
     /// default program; otherwise fails, saying whose it is and how to remove it.
     pub(super) fn join(ifname: &str, ifindex: u32, state: XdpState, mode: XdpMode) -> Result<Self> {
-        let map = default_program_map(state.prog_id)
+        let (map, rules) = default_program_maps(state.prog_id)
             .ok_or_else(|| attached_error(ifname, ifindex, state))?;
         let attached = match state.mode {
             "native" => AttachMode::Native,
@@ -66,6 +77,7 @@ impl XdpProgram {
         Ok(XdpProgram {
             link: find_link(state.prog_id, ifindex).map(|(_, fd)| fd),
             map,
+            rules,
             object: None,
             ifname: ifname.to_string(),
             ifindex,

@@ -8,8 +8,10 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::MapCore;
 
+use super::RULES_MAP_NAME;
 use super::{join, mode_name, query, XdpMode, XdpProgram, MAP_NAME, PROGRAM_NAME, PROGRAM_OBJECT};
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::RulesMap;
 use crate::sys;
 use crate::xskmap::XskMap;
 
@@ -34,13 +36,16 @@ impl XdpProgram {
             .find(|p| p.name() == PROGRAM_NAME)
             .expect("the embedded object has the program");
         let prog_fd = prog.as_fd().as_raw_fd();
-        let map_fd = object
-            .maps()
-            .find(|m| m.name() == MAP_NAME)
-            .map(|m| sys::dup_fd(m.as_fd().as_raw_fd()))
-            .expect("the embedded object has the map")
-            .map_err(|e| Error::os("duplicating the XSKMAP descriptor", e))?;
-        let map = XskMap::from_fd(map_fd)?;
+        let map_fd = |name: &str| {
+            object
+                .maps()
+                .find(|m| m.name() == name)
+                .map(|m| sys::dup_fd(m.as_fd().as_raw_fd()))
+                .expect("the embedded object has its maps")
+                .map_err(|e| Error::os(format!("duplicating the {name} descriptor"), e))
+        };
+        let map = XskMap::from_fd(map_fd(MAP_NAME)?)?;
+        let rules = RulesMap::from_fd(map_fd(RULES_MAP_NAME)?);
 
         let mut failures = Vec::new();
         for &attempt in mode.candidates() {
@@ -60,6 +65,7 @@ impl XdpProgram {
                 return Ok(XdpProgram {
                     link: Some(link),
                     map,
+                    rules,
                     object: Some(object),
                     ifname: ifname.to_string(),
                     ifindex,

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use libbpf_rs::libbpf_sys;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::{Rule, RulesMap};
 use crate::sys;
 use crate::xskmap::XskMap;
 
@@ -35,8 +36,11 @@ mod load;
 
 /// The compiled program, embedded at build time.
 static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xsk_redirect.bpf.o"));
-const PROGRAM_NAME: &str = "afxdp_redirect";
+/// The program's name in the kernel, with the version of its maps' layout: a process
+/// joins only a program of its own version.
+const PROGRAM_NAME: &str = "afxdp_redir_v2";
 const MAP_NAME: &str = "xsks_map";
+const RULES_MAP_NAME: &str = "rules_map";
 /// Entries of `xsks_map` (AFXDP_MAX_QUEUES in the C source).
 pub const MAX_QUEUES: u32 = 256;
 
@@ -166,6 +170,8 @@ pub struct XdpProgram {
     /// that process detaches it).
     link: Option<OwnedFd>,
     map: XskMap,
+    /// Per queue, which packets go to its socket (flow steering).
+    rules: RulesMap,
     /// The loaded object, when this process loaded the program.
     #[allow(dead_code)] // keeps the loaded program alive
     object: Option<libbpf_rs::Object>,
@@ -274,6 +280,16 @@ impl XdpProgram {
     /// Stops routing packets of `queue` to a socket (they go to the kernel stack).
     pub fn unregister(&self, queue: u32) {
         self.map.clear(queue)
+    }
+
+    /// Routes only the packets of `queue` that match one of `rules` to its socket
+    /// (none: all of them); the others go to the kernel stack.
+    pub fn set_rules(&self, queue: u32, rules: &[Rule]) -> Result<()> {
+        if rules.is_empty() {
+            self.rules.clear(queue);
+            return Ok(());
+        }
+        self.rules.set(queue, rules)
     }
 
     /// The program's XSKMAP.

@@ -182,3 +182,19 @@ pub(super) fn packed_arg<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyRe
         Ok(Held::Copy(buf.to_vec(py)?))
     }
 }
+
+/// `multi_buffer`: "auto", True or False.
+pub(super) fn multi_buffer_arg(value: &Bound<'_, PyAny>) -> PyResult<crate::socket::MultiBuffer> {
+    use crate::socket::MultiBuffer;
+    if let Ok(b) = value.extract::<bool>() {
+        return Ok(if b { MultiBuffer::On } else { MultiBuffer::Off });
+    }
+    match value.extract::<String>().as_deref() {
+        Ok("auto") => Ok(MultiBuffer::Auto),
+        _ => Err(config_err(format!(
+            "multi_buffer={} is not valid: use \"auto\" (where the kernel supports it), \
+             True or False",
+            value.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))),
+    }
+}

@@ -19,7 +19,6 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use super::args::u32_buffer;
 use super::core::{lock, Core};
 use super::errors::{config_err, BatchInUseError, BatchReleasedError};
-use crate::sys::XdpDesc;
 use crate::umem::RxFrames;
 
 #[derive(Default)]
@@ -30,13 +29,23 @@ pub(super) struct BatchState {
     exports: usize,
 }
 
+/// Where a packet is and how long it is (kept after release, for len() and repr()).
+#[derive(Debug, Clone, Copy)]
+struct PacketMeta {
+    /// UMEM address of its first frame.
+    addr: u64,
+    /// All its bytes.
+    len: u32,
+    /// Frames it spans (more than one: a multi-buffer packet).
+    segments: u32,
+}
+
 /// Packets received by one `recv()` call. Index it (or iterate) for `Frame` objects;
 /// release it (or leave its `with` block) to give the frames back to the kernel.
 #[pyclass(frozen, sequence, module = "afxdp_rs._afxdp")]
 pub struct RxBatch {
     core: Arc<Core>,
-    /// Where each packet is (kept after release, for len() and repr()).
-    descs: Vec<XdpDesc>,
+    meta: Vec<PacketMeta>,
     pub(super) state: Mutex<BatchState>,
 }
 
@@ -44,7 +53,16 @@ impl RxBatch {
     pub(super) fn new(core: Arc<Core>, frames: RxFrames) -> Self {
         RxBatch {
             core,
-            descs: frames.descs().to_vec(),
+            meta: (0..frames.len())
+                .map(|i| {
+                    let descs = frames.packet_descs(i);
+                    PacketMeta {
+                        addr: descs[0].addr,
+                        len: descs.iter().map(|d| d.len).sum(),
+                        segments: descs.len() as u32,
+                    }
+                })
+                .collect(),
             state: Mutex::new(BatchState {
                 frames: Some(frames),
                 exports: 0,
@@ -65,7 +83,7 @@ impl RxBatch {
     }
 
     fn index(&self, i: isize) -> PyResult<usize> {
-        let n = self.descs.len() as isize;
+        let n = self.meta.len() as isize;
         let j = if i < 0 { i + n } else { i };
         if j < 0 || j >= n {
             return Err(PyIndexError::new_err(format!(
@@ -93,18 +111,36 @@ impl RxBatch {
     }
 }
 
-/// The bytes of frame `i` of a live batch (its state guard `st`).
-fn packet<'a>(st: &'a MutexGuard<'_, BatchState>, i: usize) -> &'a [u8] {
-    st.frames
-        .as_ref()
-        .expect("checked live under this guard")
-        .packet(i)
+/// The frames of a live batch (its state guard `st`).
+fn frames<'a>(st: &'a MutexGuard<'_, BatchState>) -> &'a RxFrames {
+    st.frames.as_ref().expect("checked live under this guard")
+}
+
+/// Packet `i` of a live batch as bytes (its segments joined).
+fn packet_bytes<'py>(
+    py: Python<'py>,
+    st: &MutexGuard<'_, BatchState>,
+    i: usize,
+    len: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let f = frames(st);
+    if let Some(p) = f.contiguous(i) {
+        return Ok(PyBytes::new(py, p));
+    }
+    PyBytes::new_with(py, len, |out| {
+        let mut off = 0;
+        for seg in f.segments(i) {
+            out[off..off + seg.len()].copy_from_slice(seg);
+            off += seg.len();
+        }
+        Ok(())
+    })
 }
 
 #[pymethods]
 impl RxBatch {
     fn __len__(&self) -> usize {
-        self.descs.len()
+        self.meta.len()
     }
 
     fn __getitem__(slf: &Bound<'_, Self>, i: isize) -> PyResult<Frame> {
@@ -126,7 +162,7 @@ impl RxBatch {
 
     /// The length of each packet.
     fn lengths(&self) -> Vec<u32> {
-        self.descs.iter().map(|d| d.len).collect()
+        self.meta.iter().map(|m| m.len).collect()
     }
 
     /// Copies the packets end to end into the writable buffer `data` and their lengths
@@ -142,11 +178,11 @@ impl RxBatch {
                 "data and lengths must be writable, contiguous buffers",
             ));
         }
-        let total: usize = self.descs.iter().map(|d| d.len as usize).sum();
-        if out.len_bytes() < total || lens.item_count() < self.descs.len() {
+        let total: usize = self.meta.iter().map(|m| m.len as usize).sum();
+        if out.len_bytes() < total || lens.item_count() < self.meta.len() {
             return Err(config_err(format!(
                 "copy_into needs {total} bytes of data and {} lengths; got {} and {}",
-                self.descs.len(),
+                self.meta.len(),
                 out.len_bytes(),
                 lens.item_count()
             )));
@@ -160,11 +196,13 @@ impl RxBatch {
             )
         };
         let mut off = 0;
-        for (i, d) in self.descs.iter().enumerate() {
-            let src = packet(&st, i);
-            dst[off..off + src.len()].copy_from_slice(src);
-            lst[i] = d.len;
-            off += src.len();
+        let f = frames(&st);
+        for (i, m) in self.meta.iter().enumerate() {
+            for seg in f.segments(i) {
+                dst[off..off + seg.len()].copy_from_slice(seg);
+                off += seg.len();
+            }
+            lst[i] = m.len;
         }
         Ok(off)
     }
@@ -174,18 +212,16 @@ impl RxBatch {
     /// "not_applicable" (not TCP/UDP, a fragment). Reads every byte: a check, not free.
     fn checksums(&self) -> PyResult<Vec<&'static str>> {
         let st = self.check_live()?;
-        let frames = st.frames.as_ref().expect("checked live");
-        Ok((0..frames.len())
-            .map(|i| frames.checksum(i).as_str())
-            .collect())
+        let f = frames(&st);
+        Ok((0..f.len()).map(|i| f.checksum(i).as_str()).collect())
     }
 
     /// Copies every packet out as a list of bytes.
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let st = self.check_live()?;
-        let items: Vec<Bound<'py, PyBytes>> = (0..self.descs.len())
-            .map(|i| PyBytes::new(py, packet(&st, i)))
-            .collect();
+        let items = (0..self.meta.len())
+            .map(|i| packet_bytes(py, &st, i, self.meta[i].len as usize))
+            .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
 
@@ -213,7 +249,7 @@ impl RxBatch {
     fn __repr__(&self) -> String {
         format!(
             "<RxBatch {} packets{}>",
-            self.descs.len(),
+            self.meta.len(),
             if self.released() { " released" } else { "" }
         )
     }
@@ -246,7 +282,7 @@ impl BatchIter {
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         let batch = self.batch.get();
-        if i >= batch.descs.len() {
+        if i >= batch.meta.len() {
             return Ok(None);
         }
         drop(batch.check_live()?);
@@ -266,18 +302,73 @@ pub struct Frame {
     pub(super) index: usize,
 }
 
+/// Fills `view` with a writable, one-dimensional byte buffer over `ptr[..len]`, owned by
+/// `owner` (which the view keeps alive).
+///
+/// # Safety
+/// `view` must be the Py_buffer CPython passed to `__getbuffer__`; the bytes must stay
+/// valid, and not be written by the kernel, as long as `owner` keeps them exported.
+unsafe fn fill_view(
+    view: *mut ffi::Py_buffer,
+    owner: Bound<'_, PyAny>,
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    flags: c_int,
+) {
+    // SAFETY: forwarded from the caller: view is ours to fill.
+    unsafe {
+        (*view).obj = owner.into_ptr();
+        (*view).buf = ptr.as_ptr().cast();
+        (*view).len = len as ffi::Py_ssize_t;
+        (*view).readonly = 0;
+        (*view).itemsize = 1;
+        (*view).format = if flags & ffi::PyBUF_FORMAT != 0 {
+            c"B".as_ptr().cast_mut()
+        } else {
+            std::ptr::null_mut()
+        };
+        (*view).ndim = 1;
+        (*view).shape = if flags & ffi::PyBUF_ND != 0 {
+            &mut (*view).len
+        } else {
+            std::ptr::null_mut()
+        };
+        (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+            &mut (*view).itemsize
+        } else {
+            std::ptr::null_mut()
+        };
+        (*view).suboffsets = std::ptr::null_mut();
+        (*view).internal = std::ptr::null_mut();
+    }
+}
+
+/// Counts a new export of segment `seg` of packet `index` and returns where it is; the
+/// batch must be live.
+fn export(batch: &RxBatch, index: usize, seg: usize) -> PyResult<(std::ptr::NonNull<u8>, usize)> {
+    let mut st = batch.check_live()?;
+    let span = frames(&st).segment_ptr(index, seg);
+    st.exports += 1;
+    Ok(span)
+}
+
+fn unexport(batch: &RxBatch) {
+    let mut st = lock(&batch.state);
+    st.exports = st.exports.saturating_sub(1);
+}
+
 #[pymethods]
 impl Frame {
     fn __len__(&self) -> PyResult<usize> {
         let batch = self.batch.get();
         drop(batch.check_live()?);
-        Ok(batch.descs[self.index].len as usize)
+        Ok(batch.meta[self.index].len as usize)
     }
 
     fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let batch = self.batch.get();
         let st = batch.check_live()?;
-        Ok(PyBytes::new(py, packet(&st, self.index)))
+        packet_bytes(py, &st, self.index, batch.meta[self.index].len as usize)
     }
 
     /// What the packet's TCP/UDP checksum says: "complete", "partial", "wrong",
@@ -286,17 +377,44 @@ impl Frame {
     fn checksum(&self) -> PyResult<&'static str> {
         let batch = self.batch.get();
         let st = batch.check_live()?;
-        let frames = st.frames.as_ref().expect("checked live");
-        Ok(frames.checksum(self.index).as_str())
+        Ok(frames(&st).checksum(self.index).as_str())
     }
 
-    /// Offset of the packet in the UMEM.
+    /// Offset of the packet (of its first frame) in the UMEM.
     #[getter]
     fn addr(&self) -> u64 {
-        self.batch.get().descs[self.index].addr
+        self.batch.get().meta[self.index].addr
     }
 
-    /// The buffer protocol (memoryview(frame)).
+    /// How many frames the packet spans: 1, or more for a multi-buffer packet (jumbo
+    /// frames), whose bytes are read with `segments()` or `bytes(frame)`.
+    #[getter]
+    fn nsegments(&self) -> u32 {
+        self.batch.get().meta[self.index].segments
+    }
+
+    /// Zero-copy views of the packet's segments, one per frame, in order (one for an
+    /// ordinary packet). The same rules as for memoryview(frame): release them before
+    /// the batch.
+    fn segments<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let this = slf.get();
+        let n = this.batch.get().meta[this.index].segments as usize;
+        (0..n)
+            .map(|seg| {
+                let s = Bound::new(
+                    slf.py(),
+                    Segment {
+                        batch: this.batch.clone_ref(slf.py()),
+                        index: this.index,
+                        seg,
+                    },
+                )?;
+                Ok(pyo3::types::PyMemoryView::from(s.as_any())?.into_any())
+            })
+            .collect()
+    }
+
+    /// The buffer protocol (memoryview(frame)), for a packet in one frame.
     ///
     /// # Safety
     /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
@@ -309,43 +427,19 @@ impl Frame {
         let (ptr, len) = {
             let this = slf.get();
             let batch = this.batch.get();
-            let mut st = batch.check_live()?;
-            let span = st
-                .frames
-                .as_ref()
-                .expect("checked live")
-                .packet_ptr(this.index);
-            st.exports += 1;
-            span
+            let n = batch.meta[this.index].segments;
+            if n > 1 {
+                return Err(pyo3::exceptions::PyBufferError::new_err(format!(
+                    "this packet spans {n} frames (multi-buffer): read it with \
+                     frame.segments() (zero-copy views of each) or bytes(frame)"
+                )));
+            }
+            export(batch, this.index, 0)?
         };
-        // SAFETY: view is the Py_buffer CPython gave us to fill; buf points into a frame
-        // this batch owns, which release() keeps while `exports` > 0, and the view holds
-        // a reference to this Frame (so to the batch, its frames and the UMEM).
-        unsafe {
-            (*view).obj = slf.into_any().into_ptr();
-            (*view).buf = ptr.as_ptr().cast();
-            (*view).len = len as ffi::Py_ssize_t;
-            (*view).readonly = 0;
-            (*view).itemsize = 1;
-            (*view).format = if flags & ffi::PyBUF_FORMAT != 0 {
-                c"B".as_ptr().cast_mut()
-            } else {
-                std::ptr::null_mut()
-            };
-            (*view).ndim = 1;
-            (*view).shape = if flags & ffi::PyBUF_ND != 0 {
-                &mut (*view).len
-            } else {
-                std::ptr::null_mut()
-            };
-            (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
-                &mut (*view).itemsize
-            } else {
-                std::ptr::null_mut()
-            };
-            (*view).suboffsets = std::ptr::null_mut();
-            (*view).internal = std::ptr::null_mut();
-        }
+        // SAFETY: view is the Py_buffer CPython gave us to fill; the bytes are in a
+        // frame this batch owns, which release() keeps while `exports` > 0, and the view
+        // holds a reference to this Frame (so to the batch, its frames and the UMEM).
+        unsafe { fill_view(view, slf.into_any(), ptr, len, flags) };
         Ok(())
     }
 
@@ -353,17 +447,57 @@ impl Frame {
     /// Called by CPython once per successful `__getbuffer__`; `_view` is not touched.
     // SAFETY: see above; only this batch's export count changes.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        let mut st = lock(&self.batch.get().state);
-        st.exports = st.exports.saturating_sub(1);
+        unexport(self.batch.get());
     }
 
     fn __repr__(&self) -> String {
         let batch = self.batch.get();
-        let d = batch.descs[self.index];
-        if batch.released() {
-            format!("<Frame addr={} len={} released>", d.addr, d.len)
+        let m = batch.meta[self.index];
+        let segs = if m.segments > 1 {
+            format!(" segments={}", m.segments)
         } else {
-            format!("<Frame addr={} len={}>", d.addr, d.len)
-        }
+            String::new()
+        };
+        let released = if batch.released() { " released" } else { "" };
+        format!("<Frame addr={} len={}{segs}{released}>", m.addr, m.len)
+    }
+}
+
+/// One frame of a multi-buffer packet: a zero-copy buffer, with the same rules as a
+/// Frame (made by Frame.segments()).
+#[pyclass(frozen, module = "afxdp_rs._afxdp")]
+pub struct Segment {
+    batch: Py<RxBatch>,
+    index: usize,
+    seg: usize,
+}
+
+#[pymethods]
+impl Segment {
+    /// The buffer protocol.
+    ///
+    /// # Safety
+    /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
+    // SAFETY: see above; the unsafe operations inside are justified where they happen.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let (ptr, len) = {
+            let this = slf.get();
+            export(this.batch.get(), this.index, this.seg)?
+        };
+        // SAFETY: as for Frame::__getbuffer__: the view keeps this Segment, so the
+        // batch and its frames, alive, and release() refuses while it is exported.
+        unsafe { fill_view(view, slf.into_any(), ptr, len, flags) };
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by CPython once per successful `__getbuffer__`; `_view` is not touched.
+    // SAFETY: see above; only this batch's export count changes.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        unexport(self.batch.get());
     }
 }

@@ -28,6 +28,7 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batch::RxBatch>()?;
     m.add_class::<batch::Frame>()?;
     m.add_class::<batch::BatchIter>()?;
+    m.add_class::<batch::Segment>()?;
     m.add_class::<program::PyXdpProgram>()?;
     m.add_class::<forwarder::PyForwarder>()?;
     m.add_function(wrap_pyfunction!(program::interface_info, m)?)?;

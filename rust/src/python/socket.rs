@@ -10,8 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::args::{
-    fd_arg, held_packets, packed_arg, raw_fd_arg, sequence_items, timeout_arg, u32_arg, u32_buffer,
-    with_queued, Held,
+    fd_arg, held_packets, multi_buffer_arg, packed_arg, raw_fd_arg, sequence_items, timeout_arg,
+    u32_arg, u32_buffer, with_queued, Held,
 };
 use super::batch::{Frame, RxBatch};
 use super::core::{lock, send_slice, sliced_wait, Core};
@@ -20,6 +20,14 @@ use crate::error::Error;
 use crate::program::XdpMode;
 use crate::socket::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions, XskSocket};
 use crate::umem::{frame_size_error, UmemConfig};
+
+/// The rules of a `match` filter (None: all packets).
+fn match_arg(filter: Option<&str>) -> PyResult<Vec<crate::flow::Rule>> {
+    match filter {
+        None => Ok(Vec::new()),
+        Some(f) => crate::flow::parse(f).map_err(|e| config_err(format!("match={f:?}: {e}"))),
+    }
+}
 
 /// How many packets of an iterable `send` takes at a time.
 const SEND_CHUNK: usize = 256;
@@ -34,6 +42,9 @@ pub struct PySocket {
     queue: u32,
     #[pyo3(get)]
     zerocopy: bool,
+    /// Whether packets may span several frames (multi-buffer: jumbo frames).
+    #[pyo3(get)]
+    multi_buffer: bool,
     #[pyo3(get)]
     attach_mode: Option<&'static str>,
     #[pyo3(get)]
@@ -114,8 +125,12 @@ impl PySocket {
         rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
         inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
         shared_umem = None, frames = None, hold_fds = None, complete_checksums = false,
-        fix_offloads = false
+        fix_offloads = false, multi_buffer = None, r#match = None
     ))]
+    // pyo3 writes the default of a raw identifier as `...`: spell the signature out.
+    #[pyo3(
+        text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None)"#
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -141,6 +156,8 @@ impl PySocket {
         hold_fds: Option<Vec<i64>>,
         complete_checksums: bool,
         fix_offloads: bool,
+        multi_buffer: Option<&Bound<'_, PyAny>>,
+        r#match: Option<&str>,
     ) -> PyResult<Self> {
         let queue = u32::try_from(queue).map_err(|_| {
             QueueError::new_err(format!(
@@ -172,8 +189,13 @@ impl PySocket {
             rx_size: u32_arg("rx_size", rx_size)?,
             tx_size: u32_arg("tx_size", tx_size)?,
             bind: BindMode::parse(bind)?,
+            multi_buffer: multi_buffer
+                .map(multi_buffer_arg)
+                .transpose()?
+                .unwrap_or_default(),
             need_wakeup,
             steering,
+            rules: match_arg(r#match)?,
             complete_checksums,
             fix_offloads,
             frames: frames
@@ -201,6 +223,7 @@ impl PySocket {
             ifname: ifname.to_string(),
             queue,
             zerocopy: sock.zerocopy(),
+            multi_buffer: sock.multi_buffer(),
             attach_mode: sock.attach_mode().map(|m| m.as_str()),
             frame_size: sock.config().umem.frame_size,
             frames: sock.frames(),
@@ -430,6 +453,23 @@ impl PySocket {
         self.send_checked(py, &slices, timeout)
     }
 
+    /// Takes only the packets of the queue that match `filter`, a filter in tcpdump's
+    /// words ("udp and dst port 4789", "icmp or port 53"), or all of them with None;
+    /// the others go to the kernel stack. Replaces the rules at once, under traffic.
+    #[pyo3(signature = (filter))]
+    fn set_match(&self, py: Python<'_>, filter: Option<&str>) -> PyResult<()> {
+        let rules = match_arg(filter)?;
+        self.with_socket(py, |s| s.set_match(&rules))
+    }
+
+    /// The filter this socket takes packets by (as rules, in tcpdump's words), or None
+    /// when it takes all of its queue's packets.
+    #[getter(r#match)]
+    fn get_match(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let rules = self.with_socket(py, |s| Ok(s.match_rules().to_vec()))?;
+        Ok((!rules.is_empty()).then(|| crate::flow::describe(&rules)))
+    }
+
     /// Whether the kernel asked for a system call to go on sending (with frames
     /// outstanding, a writer should poll the socket for POLLOUT).
     #[getter]
@@ -543,12 +583,13 @@ impl PySocket {
     fn __repr__(&self) -> String {
         let state = if self.closed() { "closed" } else { "open" };
         format!(
-            "<XskSocket {} queue {} {} mode={} zerocopy={}>",
+            "<XskSocket {} queue {} {} mode={} zerocopy={} multi_buffer={}>",
             self.ifname,
             self.queue,
             state,
             self.attach_mode.unwrap_or("none"),
-            self.zerocopy
+            self.zerocopy,
+            self.multi_buffer
         )
     }
 }

@@ -53,6 +53,8 @@ pub struct Context<'a> {
     pub frame_room: u32,
     /// Partial checksums are completed for the user.
     pub completes_checksums: bool,
+    /// Packets may span several frames: a frame need not hold a whole packet.
+    pub multi_buffer: bool,
 }
 
 /// The `ethtool -K` command that turns `features` off, with ethtool's short names
@@ -78,6 +80,20 @@ fn command(ifname: &str, features: &[&str]) -> String {
         c.push_str(&format!(" {w} off"));
     }
     c
+}
+
+/// What happens to a superpacket at this socket.
+fn oversized(c: &Context<'_>) -> String {
+    if c.multi_buffer {
+        "larger than the MTU: received whole (multi-buffer), but too large to send on as \
+         they are"
+            .to_string()
+    } else {
+        format!(
+            "larger than a frame ({} bytes): dropped (rx_dropped)",
+            c.frame_room
+        )
+    }
 }
 
 /// The veth peer of `ifname`, if it is in this network namespace: the index the veth
@@ -116,11 +132,10 @@ pub fn inspect(c: &Context<'_>) -> Vec<Advice> {
                 ifname: peer.clone(),
                 message: format!(
                     "{peer}, the veth peer of {}, offloads segmentation: in skb mode its TCP \
-                     and UDP segments arrive as one packet of up to 64 KiB, larger than a \
-                     frame ({} bytes), and are dropped (rx_dropped). Use native mode (the \
-                     kernel then turns it off itself), or: {}",
+                     and UDP segments arrive as one packet of up to 64 KiB, {}. Use native \
+                     mode (the kernel then turns it off itself), or: {}",
                     c.ifname,
-                    c.frame_room,
+                    oversized(c),
                     command(peer, &on)
                 ),
                 features: on,
@@ -133,9 +148,10 @@ pub fn inspect(c: &Context<'_>) -> Vec<Advice> {
             message: format!(
                 "{} is a veth whose peer is in another network namespace: if the peer \
                  offloads segmentation (the default), in skb mode its TCP and UDP segments \
-                 arrive as packets of up to 64 KiB and are dropped (rx_dropped). Use native \
-                 mode, or run `ethtool -K PEER tso off gso off` in the peer's namespace",
-                c.ifname
+                 arrive as packets of up to 64 KiB, {}. Use native mode, or run `ethtool -K \
+                 PEER tso off gso off` in the peer's namespace",
+                c.ifname,
+                oversized(c)
             ),
         });
     }
@@ -147,10 +163,9 @@ pub fn inspect(c: &Context<'_>) -> Vec<Advice> {
                     ifname: c.ifname.to_string(),
                     message: format!(
                         "{} merges received packets (GRO/LRO) before skb-mode XDP sees them: \
-                         superpackets larger than a frame ({} bytes) are dropped \
-                         (rx_dropped). Use native mode, or: {}",
+                         superpackets of up to 64 KiB, {}. Use native mode, or: {}",
                         c.ifname,
-                        c.frame_room,
+                        oversized(c),
                         command(c.ifname, &on)
                     ),
                     features: on,
@@ -159,14 +174,15 @@ pub fn inspect(c: &Context<'_>) -> Vec<Advice> {
         }
     }
     if let Ok(mtu) = netdev::if_mtu(c.ifname) {
-        if mtu + L2_OVERHEAD > c.frame_room {
+        if !c.multi_buffer && mtu + L2_OVERHEAD > c.frame_room {
             out.push(Advice {
                 ifname: c.ifname.to_string(),
                 features: Vec::new(),
                 message: format!(
                     "the MTU of {} ({mtu}) lets packets of up to {} bytes arrive, but a frame \
-                     holds {} on receive: larger ones are dropped (rx_dropped). Lower the MTU \
-                     (ip link set dev {} mtu {}) or use frame_size=4096",
+                     holds {} on receive: larger ones are dropped (rx_dropped). Use \
+                     multi_buffer (Linux 6.6+), lower the MTU (ip link set dev {} mtu {}) or \
+                     use frame_size=4096",
                     c.ifname,
                     mtu + L2_OVERHEAD,
                     c.frame_room,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::Rule;
 #[cfg(feature = "loader")]
 use crate::program::XdpMode;
 use crate::umem::UmemConfig;
@@ -38,6 +39,19 @@ impl BindMode {
             )),
         }
     }
+}
+
+/// Whether a packet may span several frames (AF_XDP multi-buffer, `XDP_USE_SG`): for
+/// jumbo frames and anything larger than a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MultiBuffer {
+    /// On where the kernel and the driver support it, else off (and reported).
+    #[default]
+    Auto,
+    /// On, or an error naming what refused it.
+    On,
+    /// Off: a packet larger than a frame is dropped (and counted).
+    Off,
 }
 
 /// How packets reach the socket: which XDP program redirects them, and how the socket
@@ -149,10 +163,15 @@ pub struct SocketConfig {
     /// Tx ring entries (power of two), 0 for a receive-only socket.
     pub tx_size: u32,
     pub bind: BindMode,
+    /// Packets spanning several frames (jumbo frames).
+    pub multi_buffer: MultiBuffer,
     /// Bind with `XDP_USE_NEED_WAKEUP` (recommended; off means a syscall every batch).
     pub need_wakeup: bool,
     /// How packets reach the socket.
     pub steering: Steering,
+    /// Take only the packets of the queue that match one of these (see
+    /// [`crate::flow`]); empty: all of them. Needs the default program.
+    pub rules: Vec<Rule>,
     /// Complete partial checksums of received packets in place (see [`crate::csum`]):
     /// for a program that passes them on to something that checks them.
     pub complete_checksums: bool,
@@ -180,8 +199,10 @@ impl Default for SocketConfig {
             rx_size: 2048,
             tx_size: 2048,
             bind: BindMode::Auto,
+            multi_buffer: MultiBuffer::Auto,
             need_wakeup: true,
             steering: Steering::default(),
+            rules: Vec::new(),
             complete_checksums: false,
             fix_offloads: false,
             frames: None,

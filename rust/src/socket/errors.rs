@@ -172,16 +172,27 @@ pub(super) fn packet_too_large(
     max: u32,
     ifname: &str,
     frame_size: u32,
+    multi_buffer: bool,
 ) -> Error {
+    let mtu = sys::netdev::if_mtu(ifname).map_or(0, |m| m + L2_OVERHEAD);
+    let what = if multi_buffer {
+        format!(
+            "MTU+18={mtu}, at most {} frames of {frame_size}",
+            super::MAX_SEGMENTS
+        )
+    } else {
+        format!("MTU+18={mtu}, one frame of {frame_size}")
+    };
+    let fix = if multi_buffer || mtu <= frame_size {
+        "split it, or raise the MTU of the interface"
+    } else {
+        "split it, or use multi_buffer (Linux 6.6+) to send packets over several frames"
+    };
     Error::new(
         ErrorKind::PacketSize,
         format!(
-            "packet {index} is {len} bytes, larger than the {max} bytes a frame on {ifname} \
-             can carry (frame_size={frame_size}, MTU+18={}): split it, or raise the MTU \
-             and use frame_size=4096",
-            sys::netdev::if_mtu(ifname)
-                .map(|m| m + L2_OVERHEAD)
-                .unwrap_or(0),
+            "packet {index} is {len} bytes, larger than the {max} bytes this socket sends on \
+             {ifname} ({what}): {fix}"
         ),
     )
 }
@@ -195,4 +206,17 @@ pub(super) fn packet_too_short(index: usize, len: usize) -> Error {
             super::MIN_PACKET
         ),
     )
+}
+
+pub(super) fn multi_buffer_refused(ifname: &str, queue: u32, e: &io::Error) -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        format!(
+            "multi_buffer=True: the kernel refused multi-buffer (XDP_USE_SG) on {ifname} \
+             queue {queue} ({e}): it needs Linux 6.6 or later, and for zero-copy a driver \
+             that supports it; use multi_buffer=\"auto\" (falls back to one frame per \
+             packet) or bind=\"copy\""
+        ),
+    )
+    .with_errno(e.raw_os_error().unwrap_or(0))
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::ledger::Ledger;
-use super::{errors, XskSocket};
+use super::{errors, packet_end, XskSocket, MAX_SEGMENTS};
 use crate::csum;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ring::{ConsumerRing, ProducerRing};
@@ -25,45 +25,71 @@ pub struct Forwarded {
 
 /// What [`move_frames`] did.
 struct Moved {
-    /// Entries taken off the rx ring.
+    /// Descriptors taken off the rx ring.
     taken: u32,
-    /// Of those, put on the tx ring (the others were not the socket's frames).
+    /// Of those, put on the tx ring (whole packets of the socket's frames).
     sent: u32,
+    /// Packets put on the tx ring.
+    packets: u32,
     bytes: u64,
+    /// Descriptors that were not the socket's frames (their packets were dropped).
+    invalid: u32,
 }
 
-/// Moves up to `max` descriptors from `rx` to `tx` (as many as `tx` has room for; the
-/// rest stay in `rx`), skipping any that is not one of `ledger`'s frames. `each` sees
-/// every packet before it goes, and may change it in place.
+/// Moves up to `max` packets from `rx` to `tx`, whole packets only (as many as `tx`
+/// has room for; the rest stay in `rx`). A packet with a frame that is not one of
+/// `ledger`'s is dropped (its own frames go back to the pool). `each` sees every
+/// packet's descriptors before they go, and may change the packet in place.
 fn move_frames(
     rx: &mut ConsumerRing<XdpDesc>,
     tx: &mut ProducerRing<XdpDesc>,
-    ledger: &Ledger,
+    ledger: &mut Ledger,
     max: u32,
-    mut each: impl FnMut(&XdpDesc),
+    mut each: impl FnMut(&[XdpDesc]),
 ) -> Moved {
-    let room = tx.free(max).min(max);
+    // Room for `max` packets of one frame, or fewer larger ones.
+    let want = max.saturating_add(MAX_SEGMENTS);
+    let room = tx.free(want).min(want);
     let peek = rx.peek(room);
     let n = peek.len();
     let mut r = tx.reserve(n);
-    let (mut sent, mut bytes) = (0, 0u64);
-    for i in 0..n {
-        let d = peek.read(i);
-        if !ledger.owns(&d) {
+    let mut m = Moved {
+        taken: 0,
+        sent: 0,
+        packets: 0,
+        bytes: 0,
+        invalid: 0,
+    };
+    let mut packet: Vec<XdpDesc> = Vec::new();
+    while m.packets + m.invalid < max {
+        let Some(end) = packet_end(&peek, m.taken) else {
+            break;
+        };
+        packet.clear();
+        packet.extend((m.taken..end).map(|i| peek.read(i)));
+        m.taken = end;
+        if !packet.iter().all(|d| ledger.owns(d)) {
+            for d in &packet {
+                if ledger.owns(d) {
+                    ledger.hold(d);
+                    ledger.give_back(d.addr);
+                } else {
+                    m.invalid += 1;
+                }
+            }
             continue;
         }
-        each(&d);
-        r.write(sent, d);
-        sent += 1;
-        bytes += d.len as u64;
+        each(&packet);
+        for d in &packet {
+            r.write(m.sent, *d);
+            m.sent += 1;
+            m.bytes += d.len as u64;
+        }
+        m.packets += 1;
     }
-    r.submit(sent);
-    peek.release_all();
-    Moved {
-        taken: n,
-        sent,
-        bytes,
-    }
+    r.submit(m.sent);
+    peek.release(m.taken);
+    m
 }
 
 /// The bytes of a received packet, to change in place before it is sent on.
@@ -94,7 +120,8 @@ impl XskSocket {
                 "forwarding needs both an rx and a tx ring (rx_size and tx_size > 0)",
             ));
         };
-        let m = move_frames(rx, tx, &self.ledger, max, |d| {
+        let m = move_frames(rx, tx, &mut self.ledger, max, |descs| {
+            let d = &descs[0];
             if swap_macs && d.len >= 12 {
                 // SAFETY: move_frames hands over frames taken off the rx ring, not yet
                 // on the tx ring; the descriptor lies inside one of our frames.
@@ -103,7 +130,7 @@ impl XskSocket {
                 dst.swap_with_slice(src);
             }
         });
-        self.counters.tx_packets += m.sent as u64;
+        self.counters.tx_packets += m.packets as u64;
         self.counters.tx_bytes += m.bytes;
         self.forwarded(&m);
         if m.sent > 0 {
@@ -113,7 +140,7 @@ impl XskSocket {
             }
         }
         self.refill_after_forward(&m)?;
-        Ok(m.sent)
+        Ok(m.packets)
     }
 
     /// Sends up to `max` packets received here out of `out`, without copying: both
@@ -132,6 +159,17 @@ impl XskSocket {
         self.take_pending()?;
         self.check_not_peeked()?;
         out.take_pending()?;
+        if self.multi_buffer && !out.multi_buffer {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "forwarding from {} (multi-buffer) to {} (one frame per packet): a \
+                     packet larger than a frame cannot be sent there; open both with the \
+                     same multi_buffer setting",
+                    self.ifname, out.ifname
+                ),
+            ));
+        }
         if !Arc::ptr_eq(self.claim.umem(), out.claim.umem()) {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -148,14 +186,21 @@ impl XskSocket {
         let rx = self.rings.rx.as_mut().ok_or_else(errors::cannot_receive)?;
         let tx = out.rings.tx.as_mut().ok_or_else(errors::cannot_send)?;
         let mut checksums = 0;
-        let m = move_frames(rx, tx, &self.ledger, max, |d| {
+        let m = move_frames(rx, tx, &mut self.ledger, max, |descs| {
+            if !complete_checksums {
+                return;
+            }
+            let (first, rest) = descs.split_first().expect("a packet has a descriptor");
             // SAFETY: move_frames hands over frames taken off the rx ring, not yet on
-            // the tx ring; the descriptor lies inside one of our frames.
-            if complete_checksums && csum::complete_partial(unsafe { packet(&umem, d) }) {
+            // the tx ring; each descriptor lies inside one of our frames, a different
+            // one each, so the first's bytes are not among the others'.
+            let rest: Vec<&[u8]> = rest.iter().map(|d| &*unsafe { packet(&umem, d) }).collect();
+            // SAFETY: as above.
+            if csum::complete_partial_buffers(unsafe { packet(&umem, first) }, &rest) {
                 checksums += 1;
             }
         });
-        out.counters.tx_packets += m.sent as u64;
+        out.counters.tx_packets += m.packets as u64;
         out.counters.tx_bytes += m.bytes;
         self.counters.checksums_completed += checksums as u64;
         self.forwarded(&m);
@@ -166,7 +211,7 @@ impl XskSocket {
         }
         self.refill_after_forward(&m)?;
         Ok(Forwarded {
-            packets: m.sent,
+            packets: m.packets,
             bytes: m.bytes,
             checksums,
         })
@@ -177,8 +222,8 @@ impl XskSocket {
     fn forwarded(&mut self, m: &Moved) {
         self.ledger.received(m.taken);
         self.ledger.forwarded(m.sent);
-        self.counters.invalid_rx_descs += (m.taken - m.sent) as u64;
-        self.counters.rx_packets += m.sent as u64;
+        self.counters.invalid_rx_descs += m.invalid as u64;
+        self.counters.rx_packets += m.packets as u64;
         self.counters.rx_bytes += m.bytes;
     }
 

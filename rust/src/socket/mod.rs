@@ -33,7 +33,7 @@ pub mod watch;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-pub use config::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions};
+pub use config::{BindMode, MapSource, MultiBuffer, SocketConfig, Steering, SteeringOptions};
 pub use forward::Forwarded;
 pub use ledger::FrameCounts;
 pub use tx::SendStep;
@@ -42,7 +42,8 @@ pub use watch::{Backoff, Watch};
 use crate::error::{Error, Result};
 #[cfg(feature = "loader")]
 use crate::program::{AttachMode, XdpProgram};
-use crate::sys::{self, XdpStatistics};
+use crate::ring::Peeked;
+use crate::sys::{self, uapi, XdpDesc, XdpStatistics};
 use crate::umem::{FrameClaim, RxFrames, UmemArea};
 use ledger::Ledger;
 use open::Rings;
@@ -50,6 +51,10 @@ use steer::Registration;
 
 /// The shortest frame worth sending: an Ethernet header.
 pub const MIN_PACKET: usize = 14;
+/// The most frames one packet may span: what copy mode builds into one skb
+/// (MAX_SKB_FRAGS, 17 by default). A receive call looks this far past its batch to
+/// take a multi-buffer packet whole.
+pub const MAX_SEGMENTS: u32 = 17;
 
 /// Counters kept by the library (the kernel's are in [`XdpStatistics`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +77,15 @@ pub struct Counters {
     pub invalid_returns: u64,
     /// Partial checksums completed on receive (`complete_checksums`).
     pub checksums_completed: u64,
+}
+
+/// One past the last descriptor of the packet that starts at descriptor `at` of
+/// `peek` (the first one without `XDP_PKT_CONTD`), or None when `peek` ends inside it.
+#[inline]
+pub(crate) fn packet_end(peek: &Peeked<'_, XdpDesc>, at: u32) -> Option<u32> {
+    (at..peek.len())
+        .find(|&i| peek.read(i).options & uapi::XDP_PKT_CONTD == 0)
+        .map(|i| i + 1)
 }
 
 /// Reads a socket's kernel counters (`XDP_STATISTICS`) without holding the socket.
@@ -114,6 +128,8 @@ pub struct XskSocket {
     queue: u32,
     max_packet: u32,
     zerocopy: bool,
+    /// Bound with XDP_USE_SG: packets may span several frames.
+    multi_buffer: bool,
     counters: Counters,
     /// Conditions on the interface that make packets arrive unfinished or too large.
     advice: Vec<advice::Advice>,
@@ -174,6 +190,24 @@ impl XskSocket {
         self.zerocopy
     }
 
+    /// Changes which packets of the queue come to this socket, at once: those matching
+    /// one of `rules` (see [`crate::flow`]), or all when empty. The others go to the
+    /// kernel stack.
+    pub fn set_match(&mut self, rules: &[crate::flow::Rule]) -> Result<()> {
+        self.check_process()?;
+        self.registration.set_rules(rules)
+    }
+
+    /// The rules this socket takes packets by (empty: all of its queue's).
+    pub fn match_rules(&self) -> &[crate::flow::Rule] {
+        self.registration.rules()
+    }
+
+    /// Whether packets may span several frames (bound with `XDP_USE_SG`).
+    pub fn multi_buffer(&self) -> bool {
+        self.multi_buffer
+    }
+
     /// What on the interface makes packets arrive unfinished or too large, each with
     /// its fix (see [`advice`]); empty for a send-only socket.
     pub fn warnings(&self) -> &[advice::Advice] {
@@ -201,8 +235,9 @@ impl XskSocket {
         self.claim.umem()
     }
 
-    /// The largest packet [`XskSocket::send`] accepts: the frame size, or the MTU plus
-    /// an Ethernet header and a VLAN tag, whichever is smaller.
+    /// The largest packet [`XskSocket::send`] accepts: the MTU plus an Ethernet header
+    /// and a VLAN tag, and at most a frame (or [`MAX_SEGMENTS`] frames with
+    /// multi-buffer).
     pub fn max_packet(&self) -> u32 {
         self.max_packet
     }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::advice;
-use super::config::{BindMode, SocketConfig};
+use super::config::{BindMode, MultiBuffer, SocketConfig};
 use super::errors::{self, L2_OVERHEAD};
 use super::ledger::Ledger;
 use super::steer::Registration;
 use super::watch::Watch;
-use super::{Counters, XskSocket};
+use super::{Counters, XskSocket, MAX_SEGMENTS};
 use crate::error::{Error, Result};
 use crate::ring::{ConsumerRing, ProducerRing, RingLayout, RingParts};
 use crate::sys::uapi::{self, SockaddrXdp, XdpRingOffset, XdpUmemReg};
@@ -59,6 +59,11 @@ impl XskSocket {
             config.umem = owner.umem().config();
             config.need_wakeup = owner.config.need_wakeup;
             config.bind = owner.config.bind;
+            config.multi_buffer = if owner.multi_buffer {
+                MultiBuffer::On
+            } else {
+                MultiBuffer::Off
+            };
         }
         config.validate()?;
         let ifindex = sys::netdev::if_index(ifname)?;
@@ -89,7 +94,7 @@ impl XskSocket {
         let rings = Rings::map(fd.as_fd(), &config)?;
         let registration =
             Registration::prepare(&config.steering, ifname, ifindex, queue, rings.rx.is_some())?;
-        let zerocopy = bind(
+        let (zerocopy, multi_buffer) = bind(
             fd.as_fd(),
             ifname,
             ifindex,
@@ -109,6 +114,7 @@ impl XskSocket {
                     .frame_size
                     .saturating_sub(XDP_PACKET_HEADROOM + config.umem.headroom),
                 completes_checksums: config.complete_checksums,
+                multi_buffer,
             });
             if config.fix_offloads {
                 let (changed, left) = advice::fix(found);
@@ -149,8 +155,13 @@ impl XskSocket {
             ifname: ifname.to_string(),
             ifindex,
             queue,
-            max_packet: config.umem.frame_size.min(mtu.saturating_add(L2_OVERHEAD)),
+            max_packet: if multi_buffer {
+                (config.umem.frame_size * MAX_SEGMENTS).min(mtu.saturating_add(L2_OVERHEAD))
+            } else {
+                config.umem.frame_size.min(mtu.saturating_add(L2_OVERHEAD))
+            },
             zerocopy,
+            multi_buffer,
             counters: Counters::default(),
             advice,
             offload_changes,
@@ -160,9 +171,12 @@ impl XskSocket {
         // Frames on the fill ring first, then packets may come.
         sock.refill();
         let XskSocket {
-            registration, fd, ..
+            registration,
+            fd,
+            config,
+            ..
         } = &mut sock;
-        registration.register(fd.as_fd())?;
+        registration.register(fd.as_fd(), &config.rules)?;
         Ok(sock)
     }
 }
@@ -300,7 +314,8 @@ fn map_ring(
     Ok(unsafe { RingParts::from_mapping(mapping, layout) })
 }
 
-/// Binds the socket; returns whether the kernel runs it in zero-copy mode.
+/// Binds the socket; returns whether the kernel runs it in zero-copy mode, and
+/// whether packets may span several frames.
 fn bind(
     fd: BorrowedFd<'_>,
     ifname: &str,
@@ -309,7 +324,7 @@ fn bind(
     config: &SocketConfig,
     share: Option<&XskSocket>,
     handed_over: bool,
-) -> Result<bool> {
+) -> Result<(bool, bool)> {
     let mut flags = match config.bind {
         BindMode::Auto => 0,
         BindMode::Copy => uapi::XDP_COPY,
@@ -318,14 +333,18 @@ fn bind(
     if config.need_wakeup {
         flags |= uapi::XDP_USE_NEED_WAKEUP;
     }
+    let want_sg = config.multi_buffer != MultiBuffer::Off;
+    if want_sg {
+        flags |= uapi::XDP_USE_SG;
+    }
     let mut shared_umem_fd = 0;
     if let Some(owner) = share {
-        // A socket sharing a UMEM takes its mode and flags from the UMEM's owner; the
-        // kernel refuses any other flag here.
+        // A socket sharing a UMEM takes its mode and flags (multi-buffer too) from the
+        // UMEM's owner; the kernel refuses any other flag here.
         flags = uapi::XDP_SHARED_UMEM;
         shared_umem_fd = owner.fd.as_raw_fd() as u32;
     }
-    let addr = SockaddrXdp {
+    let mut addr = SockaddrXdp {
         sxdp_family: uapi::AF_XDP as u16,
         sxdp_flags: flags,
         sxdp_ifindex: ifindex,
@@ -338,9 +357,23 @@ fn bind(
     } else {
         config.bind_retry
     };
-    bind_with_retry(fd, &addr, retry)
-        .map_err(|e| errors::bind_error(ifname, queue, config.bind, handed_over, e))?;
-    sys::xsk::is_zerocopy(fd).map_err(|e| Error::os("reading XDP_OPTIONS", e))
+    let mut sg = share.map_or(want_sg, |o| o.multi_buffer);
+    let mut bound = bind_with_retry(fd, &addr, retry);
+    if let Err(e) = &bound {
+        // A kernel before 6.6, or a zero-copy driver without multi-buffer: without it.
+        let refused = matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP));
+        if refused && share.is_none() && sg {
+            if config.multi_buffer == MultiBuffer::On {
+                return Err(errors::multi_buffer_refused(ifname, queue, e));
+            }
+            addr.sxdp_flags &= !uapi::XDP_USE_SG;
+            sg = false;
+            bound = bind_with_retry(fd, &addr, retry);
+        }
+    }
+    bound.map_err(|e| errors::bind_error(ifname, queue, config.bind, handed_over, e))?;
+    let zerocopy = sys::xsk::is_zerocopy(fd).map_err(|e| Error::os("reading XDP_OPTIONS", e))?;
+    Ok((zerocopy, sg))
 }
 
 fn bind_with_retry(fd: BorrowedFd<'_>, addr: &SockaddrXdp, retry: Duration) -> io::Result<()> {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::watch::transient;
-use super::{errors, XskSocket};
+use super::{errors, packet_end, XskSocket, MAX_SEGMENTS};
 use crate::error::Result;
 use crate::umem::RxFrames;
 
@@ -61,41 +61,60 @@ impl XskSocket {
     }
 
     /// Takes up to `max` received packets without waiting and appends them to `out`
-    /// (an [`RxFrames`] of this socket, see [`XskSocket::rx_frames`]). The frames now
-    /// belong to the caller until it hands them back with [`XskSocket::recycle`] (or
-    /// drops `out`). Returns how many were taken.
+    /// (an [`RxFrames`] of this socket, see [`XskSocket::rx_frames`]). A multi-buffer
+    /// packet is taken whole, all its frames. The frames now belong to the caller until
+    /// it hands them back with [`XskSocket::recycle`] (or drops `out`). Returns how many
+    /// packets were taken.
     pub fn recv(&mut self, max: u32, out: &mut RxFrames) -> Result<u32> {
         self.take_pending()?;
         self.check_not_peeked()?;
         self.check_frames_are_mine(out)?;
         self.reclaim();
         let rx = self.rings.rx.as_mut().ok_or_else(errors::cannot_receive)?;
-        let peek = rx.peek(max);
+        let window = max.saturating_add(MAX_SEGMENTS);
+        let peek = rx.peek(window);
         let n = peek.len();
         let first = out.len();
-        let mut bytes = 0u64;
-        let mut taken = 0;
-        for i in 0..n {
-            let d = peek.read(i);
+        let (mut at, mut taken, mut bytes) = (0u32, 0u32, 0u64);
+        while taken < max && at < n {
+            let end = match packet_end(&peek, at) {
+                Some(end) => end,
+                // A packet longer than the whole window (never from a sane kernel):
+                // drop what there is of it rather than stall on it.
+                None if at == 0 && n == window => n,
+                None => break,
+            };
+            let descs = (at..end).map(|i| peek.read(i));
             // The kernel only returns frames we put on the fill ring; anything else
-            // would be a frame we do not own: never hand it out.
-            if !self.ledger.owns(&d) {
-                self.counters.invalid_rx_descs += 1;
-                continue;
+            // would be a frame we do not own: never hand it out, nor the packet it is
+            // part of.
+            if descs.clone().all(|d| self.ledger.owns(&d)) {
+                for d in descs.clone() {
+                    self.ledger.hold(&d);
+                    bytes += d.len as u64;
+                }
+                out.push_packet(descs);
+                taken += 1;
+            } else {
+                for d in descs {
+                    if self.ledger.owns(&d) {
+                        self.ledger.hold(&d);
+                        self.ledger.give_back(d.addr);
+                    } else {
+                        self.counters.invalid_rx_descs += 1;
+                    }
+                }
             }
-            self.ledger.hold(&d);
-            bytes += d.len as u64;
-            out.push(d);
-            taken += 1;
+            at = end;
         }
-        peek.release_all();
-        self.ledger.received(n);
+        peek.release(at);
+        self.ledger.received(at);
         self.counters.rx_packets += taken as u64;
         self.counters.rx_bytes += bytes;
         if self.config.complete_checksums && taken > 0 {
             self.counters.checksums_completed += out.complete_checksums(first) as u64;
         }
-        if n == 0 {
+        if at == 0 {
             self.refill();
             self.kick_rx_if_needed()?;
         }
@@ -128,12 +147,20 @@ impl XskSocket {
         }
         self.reclaim();
         let rx = self.rings.rx.as_mut().ok_or_else(errors::cannot_receive)?;
-        let peek = rx.peek(max);
-        // Hand out only the leading descriptors that are this socket's frames; an
-        // invalid one is dropped (and counted) by the next recv.
-        let mut n = 0;
-        while n < peek.len() && self.ledger.owns(&peek.read(n)) {
-            out.push(peek.read(n));
+        let peek = rx.peek(max.saturating_add(MAX_SEGMENTS));
+        // Hand out only the leading whole packets whose frames are all this socket's;
+        // a packet with a foreign frame is dropped (and counted) by the next recv.
+        let (mut at, mut n) = (0, 0);
+        while n < max {
+            let Some(end) = packet_end(&peek, at) else {
+                break;
+            };
+            let descs = (at..end).map(|i| peek.read(i));
+            if !descs.clone().all(|d| self.ledger.owns(&d)) {
+                break;
+            }
+            out.push_packet(descs);
+            at = end;
             n += 1;
         }
         let invalid_first = n == 0 && !peek.is_empty();
@@ -168,12 +195,12 @@ impl XskSocket {
         if k > self.peeked {
             return Err(crate::error::Error::new(
                 crate::error::ErrorKind::InvalidConfig,
-                format!("consuming {k} of {} peeked rx entries", self.peeked),
+                format!("consuming {k} of {} peeked packets", self.peeked),
             ));
         }
         self.peeked = 0;
+        frames.clear_peeked();
         frames.set_peek(None);
-        frames.truncate(0);
         if k == 0 {
             return Ok(0);
         }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::config::Steering;
 use super::watch::Feed;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::flow::Rule;
 #[cfg(feature = "loader")]
 use crate::program::{self, XdpProgram};
 use crate::xskmap::XskMap;
@@ -25,6 +26,8 @@ pub(super) struct Registration {
     target: Target,
     queue: u32,
     registered: bool,
+    /// Which packets of the queue the socket takes (empty: all).
+    rules: Vec<Rule>,
     /// The process generation it was made in: a fork child never removes its parent's
     /// entry.
     generation: u64,
@@ -55,12 +58,15 @@ impl Registration {
             target,
             queue,
             registered: false,
+            rules: Vec::new(),
             generation: crate::sys::process_generation(),
         })
     }
 
-    /// Puts the bound socket in the map, so that packets of its queue come to it.
-    pub(super) fn register(&mut self, socket: BorrowedFd<'_>) -> Result<()> {
+    /// Puts the bound socket in the map, so that packets of its queue come to it: those
+    /// that match one of `rules` (set first), or all without rules.
+    pub(super) fn register(&mut self, socket: BorrowedFd<'_>, rules: &[Rule]) -> Result<()> {
+        self.set_rules(rules)?;
         match &self.target {
             #[cfg(feature = "loader")]
             Target::Program(p) => p.register(self.queue, socket)?,
@@ -69,6 +75,33 @@ impl Registration {
         }
         self.registered = true;
         Ok(())
+    }
+
+    /// Changes which packets of the queue the socket takes (empty: all), at once.
+    pub(super) fn set_rules(&mut self, rules: &[Rule]) -> Result<()> {
+        match &self.target {
+            #[cfg(feature = "loader")]
+            Target::Program(p) => p.set_rules(self.queue, rules)?,
+            _ if rules.is_empty() => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "a match ({}) needs afxdp_rs's XDP program, which steers flows: it \
+                         cannot be applied to a program someone else attached, nor to a \
+                         socket that only sends",
+                        crate::flow::describe(rules)
+                    ),
+                ))
+            }
+        }
+        self.rules = rules.to_vec();
+        Ok(())
+    }
+
+    /// Which packets of the queue the socket takes (empty: all).
+    pub(super) fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
     /// The default program, if the socket uses it.
@@ -113,7 +146,12 @@ impl Drop for Registration {
         }
         match &self.target {
             #[cfg(feature = "loader")]
-            Target::Program(p) => p.unregister(self.queue),
+            Target::Program(p) => {
+                p.unregister(self.queue);
+                if !self.rules.is_empty() {
+                    let _ = p.set_rules(self.queue, &[]);
+                }
+            }
             Target::Map(m) => m.clear(self.queue),
             Target::None => {}
         }

@@ -9,7 +9,7 @@ use super::watch::{remaining, transient, Backoff};
 use super::{errors, XskSocket};
 use crate::error::Result;
 use crate::ring::ProducerRing;
-use crate::sys::{self, XdpDesc};
+use crate::sys::{self, uapi, XdpDesc};
 
 /// What one [`XskSocket::send_step`] achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,7 @@ impl XskSocket {
                 self.max_packet,
                 &self.ifname,
                 self.config.umem.frame_size,
+                self.multi_buffer,
             ));
         }
         if len < super::MIN_PACKET {
@@ -153,48 +154,66 @@ impl XskSocket {
         self.queue_checked(packets)
     }
 
-    /// Queues what fits of packets already checked with [`XskSocket::check_packets`].
+    /// Queues what fits of packets already checked with [`XskSocket::check_packets`]:
+    /// each in one frame, or with multi-buffer a larger one in as many frames as it
+    /// needs (all but the last descriptor marked `XDP_PKT_CONTD`). A packet is queued
+    /// whole or not at all.
     fn queue_checked<P: AsRef<[u8]>>(&mut self, packets: &[P]) -> Result<usize> {
         self.take_pending()?;
         self.tx_ring()?;
         self.complete();
         self.reclaim();
-        let want = packets
-            .len()
-            .min(self.ledger.free() as usize)
-            .min(u32::MAX as usize) as u32;
+        let fs = self.config.umem.frame_size as usize;
+        let frames = |p: &P| p.as_ref().len().div_ceil(fs).max(1) as u32;
+        // Whole packets that fit in the free frames, then in the tx ring's room.
+        let (mut count, mut need) = (0, 0u32);
+        for p in packets {
+            if need + frames(p) > self.ledger.free() {
+                break;
+            }
+            need += frames(p);
+            count += 1;
+        }
         let umem = std::sync::Arc::clone(self.claim.umem());
         let tx = self.rings.tx.as_mut().expect("checked above");
-        let mut r = tx.reserve(want);
-        let n = r.len();
-        let mut bytes = 0u64;
-        for i in 0..n {
-            let data = packets[i as usize].as_ref();
-            let frame = self.ledger.to_tx();
-            // Never hand the kernel a descriptor outside one frame of the UMEM.
-            assert!(
-                umem.contains(frame, data.len() as u32),
-                "tx descriptor ({frame}, {}) outside the UMEM",
-                data.len()
-            );
-            // SAFETY: the frame came from the free pool, so the user owns it and the
-            // kernel is not touching it; data.len() <= max_packet <= frame_size was
-            // checked, so the range stays inside the frame.
-            unsafe { umem.slice_mut(frame, data.len() as u32) }.copy_from_slice(data);
-            r.write(
-                i,
-                XdpDesc {
-                    addr: frame,
-                    len: data.len() as u32,
-                    options: 0,
-                },
-            );
+        let mut r = tx.reserve(need);
+        while need > r.len() {
+            count -= 1;
+            need -= frames(&packets[count]);
+        }
+        let (mut slot, mut bytes) = (0, 0u64);
+        for p in &packets[..count] {
+            let data = p.as_ref();
+            let mut chunks = data.chunks(fs).peekable();
+            while let Some(chunk) = chunks.next() {
+                let frame = self.ledger.to_tx();
+                // Never hand the kernel a descriptor outside one frame of the UMEM.
+                assert!(
+                    umem.contains(frame, chunk.len() as u32),
+                    "tx descriptor ({frame}, {}) outside the UMEM",
+                    chunk.len()
+                );
+                // SAFETY: the frame came from the free pool, so the user owns it and
+                // the kernel is not touching it; a chunk is at most a frame long, so
+                // the range stays inside the frame (checked above).
+                unsafe { umem.slice_mut(frame, chunk.len() as u32) }.copy_from_slice(chunk);
+                let more = chunks.peek().is_some();
+                r.write(
+                    slot,
+                    XdpDesc {
+                        addr: frame,
+                        len: chunk.len() as u32,
+                        options: if more { uapi::XDP_PKT_CONTD } else { 0 },
+                    },
+                );
+                slot += 1;
+            }
             bytes += data.len() as u64;
         }
-        r.submit_all();
-        self.counters.tx_packets += n as u64;
+        r.submit(slot);
+        self.counters.tx_packets += count as u64;
         self.counters.tx_bytes += bytes;
-        if n > 0 {
+        if count > 0 {
             // The packets are queued whatever the kick says: report its failure on the
             // next call, so the caller's count of what was queued stays right. Drain:
             // in copy mode one sendto sends 32 frames, and the rest must not wait for
@@ -203,7 +222,7 @@ impl XskSocket {
                 self.pending = Some(e);
             }
         }
-        Ok(n as usize)
+        Ok(count)
     }
 
     /// One step of a blocking send of packets checked with

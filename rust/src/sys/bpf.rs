@@ -86,27 +86,48 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i32> {
     }
 }
 
-/// Sets the 4-byte `key` of `map` to the 4-byte `value` (BPF_ANY).
-pub fn map_update_u32(map: BorrowedFd<'_>, key: u32, value: u32) -> io::Result<()> {
+/// Sets `key` of `map` to `value` (BPF_ANY). Both must be exactly the map's key and
+/// value sizes (the kernel reads that many bytes).
+pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let info = map_info(map)?;
+    if key.len() != info.key_size as usize || value.len() != info.value_size as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let mut attr = ElemAttr {
         map_fd: map.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        value: &value as *const u32 as u64,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
         ..Default::default()
     };
-    // SAFETY: BPF_MAP_UPDATE_ELEM takes ElemAttr; key and value point at live u32s.
+    // SAFETY: BPF_MAP_UPDATE_ELEM takes ElemAttr; key and value point at live buffers
+    // of the map's key and value sizes (checked above).
     unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+}
+
+/// Deletes `key` (exactly the map's key size) of `map`.
+pub fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<()> {
+    let info = map_info(map)?;
+    if key.len() != info.key_size as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: BPF_MAP_DELETE_ELEM takes ElemAttr; key points at a live buffer of the
+    // map's key size (checked above).
+    unsafe { bpf(BPF_MAP_DELETE_ELEM, &mut attr) }.map(drop)
+}
+
+/// Sets the 4-byte `key` of `map` to the 4-byte `value` (BPF_ANY).
+pub fn map_update_u32(map: BorrowedFd<'_>, key: u32, value: u32) -> io::Result<()> {
+    map_update(map, &key.to_ne_bytes(), &value.to_ne_bytes())
 }
 
 /// Deletes the 4-byte `key` of `map`.
 pub fn map_delete_u32(map: BorrowedFd<'_>, key: u32) -> io::Result<()> {
-    let mut attr = ElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        ..Default::default()
-    };
-    // SAFETY: BPF_MAP_DELETE_ELEM takes ElemAttr; key points at a live u32.
-    unsafe { bpf(BPF_MAP_DELETE_ELEM, &mut attr) }.map(drop)
+    map_delete(map, &key.to_ne_bytes())
 }
 
 /// Pins the object `fd` at `path` on a bpf filesystem.
@@ -169,6 +190,8 @@ fn name_at(words: &[u32]) -> String {
 pub struct MapInfo {
     pub map_type: u32,
     pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
     pub max_entries: u32,
     pub name: String,
 }
@@ -180,6 +203,8 @@ pub fn map_info(fd: BorrowedFd<'_>) -> io::Result<MapInfo> {
     Ok(MapInfo {
         map_type: w[0],
         id: w[1],
+        key_size: w[2],
+        value_size: w[3],
         max_entries: w[4],
         name: name_at(&w[6..10]),
     })

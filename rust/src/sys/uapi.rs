@@ -20,6 +20,11 @@ pub const XDP_SHARED_UMEM: u16 = 1 << 0;
 pub const XDP_COPY: u16 = 1 << 1;
 pub const XDP_ZEROCOPY: u16 = 1 << 2;
 pub const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+/// Multi-buffer: a packet may span several descriptors (Linux 6.6 and later).
+pub const XDP_USE_SG: u16 = 1 << 4;
+
+/// `xdp_desc.options`: more descriptors of the same packet follow this one.
+pub const XDP_PKT_CONTD: u32 = 1 << 0;
 
 /// Set by the kernel in a ring's flags word when it needs a system call to go on.
 pub const XDP_RING_NEED_WAKEUP: u32 = 1 << 0;

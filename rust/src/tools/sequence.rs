@@ -118,6 +118,7 @@ pub fn sequence_check(
     let mut expect = 0u64;
     let mut last_arrival = Instant::now();
     let mut frames = sock.rx_frames(batch);
+    let mut joined = Vec::new();
     while !stop.stop() {
         let in_flight = st.sent - expect;
         st.max_in_flight = st.max_in_flight.max(in_flight);
@@ -143,8 +144,8 @@ pub fn sequence_check(
             }
         }
         let n = sock.recv(batch as u32, &mut frames)?;
-        for data in frames.packets() {
-            match check_stamp(&run.template, run.swapped, data) {
+        for i in 0..frames.len() {
+            match check_stamp(&run.template, run.swapped, frames.bytes(i, &mut joined)) {
                 None => st.corrupted += 1,
                 Some(seq) if seq < expect || seq >= st.sent => st.out_of_order += 1,
                 Some(seq) => {

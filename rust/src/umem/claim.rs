@@ -108,6 +108,9 @@ impl Drop for FrameClaim {
 pub struct RxFrames {
     claim: Arc<FrameClaim>,
     descs: Vec<XdpDesc>,
+    /// Where in `descs` each packet starts: a multi-buffer packet spans several
+    /// descriptors (frames).
+    starts: Vec<u32>,
     /// Set while the descriptors are only peeked (still in the rx ring): the id of the
     /// peek, which only the matching consume may settle.
     peek: Option<u64>,
@@ -119,15 +122,17 @@ impl RxFrames {
         RxFrames {
             claim,
             descs: Vec::with_capacity(capacity),
+            starts: Vec::with_capacity(capacity),
             peek: None,
         }
     }
 
-    /// Adds a descriptor the socket has checked to lie inside one of its frames, which
-    /// the kernel handed over (or which is peeked, see `peek`).
+    /// Adds a packet whose descriptors the socket has checked to lie inside its
+    /// frames, which the kernel handed over (or which are peeked, see `peek`).
     #[inline]
-    pub(crate) fn push(&mut self, d: XdpDesc) {
-        self.descs.push(d);
+    pub(crate) fn push_packet(&mut self, descs: impl IntoIterator<Item = XdpDesc>) {
+        self.starts.push(self.descs.len() as u32);
+        self.descs.extend(descs);
     }
 
     pub(crate) fn claim(&self) -> &Arc<FrameClaim> {
@@ -136,6 +141,7 @@ impl RxFrames {
 
     /// Hands the descriptors to the caller (the socket recycling them).
     pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, XdpDesc> {
+        self.starts.clear();
         self.descs.drain(..)
     }
 
@@ -143,6 +149,7 @@ impl RxFrames {
     pub(crate) fn send_home(&mut self) {
         self.claim.give_back(&self.descs);
         self.descs.clear();
+        self.starts.clear();
     }
 
     pub(crate) fn peek_id(&self) -> Option<u64> {
@@ -153,31 +160,48 @@ impl RxFrames {
         self.peek = id;
     }
 
-    /// Keeps the first `n` descriptors.
-    pub(crate) fn truncate(&mut self, n: usize) {
-        self.descs.truncate(n);
+    /// Forgets every packet (only for peeked ones, which are still in the ring).
+    pub(crate) fn clear_peeked(&mut self) {
+        debug_assert!(self.peek.is_some());
+        self.descs.clear();
+        self.starts.clear();
     }
 
+    /// How many packets.
     #[inline]
     pub fn len(&self) -> usize {
-        self.descs.len()
+        self.starts.len()
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.descs.is_empty()
+        self.starts.is_empty()
     }
 
-    /// The descriptors (UMEM address and length of each packet).
+    /// Every descriptor (UMEM address and length of each frame), packet after packet.
     #[inline]
     pub fn descs(&self) -> &[XdpDesc] {
         &self.descs
     }
 
-    /// The bytes of packet `i`.
+    /// The descriptors of packet `i`: one, or several for a multi-buffer packet.
     #[inline]
-    pub fn packet(&self, i: usize) -> &[u8] {
-        let d = self.descs[i];
+    pub fn packet_descs(&self, i: usize) -> &[XdpDesc] {
+        let start = self.starts[i] as usize;
+        let end = self
+            .starts
+            .get(i + 1)
+            .map_or(self.descs.len(), |&e| e as usize);
+        &self.descs[start..end]
+    }
+
+    /// The length of packet `i` (all its segments).
+    #[inline]
+    pub fn packet_len(&self, i: usize) -> usize {
+        self.packet_descs(i).iter().map(|d| d.len as usize).sum()
+    }
+
+    fn slice(&self, d: &XdpDesc) -> &[u8] {
         // SAFETY: the socket pushed only descriptors inside one of its frames, and
         // those frames are the user's (held, or peeked and not yet consumed) until they
         // leave this value through drain(), which needs &mut self. The claim keeps the
@@ -185,35 +209,65 @@ impl RxFrames {
         unsafe { self.claim.umem.slice(d.addr, d.len) }
     }
 
+    /// The segments of packet `i`, in order: one frame each.
+    pub fn segments(&self, i: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        self.packet_descs(i).iter().map(move |d| self.slice(d))
+    }
+
+    /// The bytes of packet `i` when it is in one frame (None for a multi-buffer
+    /// packet: see [`RxFrames::segments`] and [`RxFrames::bytes`]).
+    #[inline]
+    pub fn contiguous(&self, i: usize) -> Option<&[u8]> {
+        match self.packet_descs(i) {
+            [d] => Some(self.slice(d)),
+            _ => None,
+        }
+    }
+
+    /// The bytes of packet `i`: in place when it is in one frame, else joined in
+    /// `scratch`.
+    pub fn bytes<'a>(&'a self, i: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if let Some(p) = self.contiguous(i) {
+            return p;
+        }
+        scratch.clear();
+        for s in self.segments(i) {
+            scratch.extend_from_slice(s);
+        }
+        scratch
+    }
+
     /// What the transport checksum of packet `i` says (see [`crate::csum`]).
     pub fn checksum(&self, i: usize) -> crate::csum::L4Checksum {
-        crate::csum::classify(self.packet(i))
+        match self.contiguous(i) {
+            Some(p) => crate::csum::classify(p),
+            None => crate::csum::classify_buffers(&self.segments(i).collect::<Vec<_>>()),
+        }
     }
 
     /// Completes the partial checksums of packets `from..` in place; returns how many
     /// it completed.
     pub(crate) fn complete_checksums(&mut self, from: usize) -> u32 {
         let mut done = 0;
-        for d in &self.descs[from..] {
-            // SAFETY: as for packet(); &mut self means no slice this value handed out
-            // is alive.
-            let p = unsafe { self.claim.umem.slice_mut(d.addr, d.len) };
-            done += crate::csum::complete_partial(p) as u32;
+        for i in from..self.len() {
+            let descs = self.packet_descs(i);
+            let (first, rest) = descs.split_first().expect("a packet has a descriptor");
+            let rest: Vec<&[u8]> = rest.iter().map(|d| self.slice(d)).collect();
+            // SAFETY: as for slice(); the first frame is distinct from the others (each
+            // descriptor is its own frame), and &mut self means no slice this value
+            // handed out is alive.
+            let first = unsafe { self.claim.umem.slice_mut(first.addr, first.len) };
+            done += crate::csum::complete_partial_buffers(first, &rest) as u32;
         }
         done
     }
 
-    /// Where packet `i` is, for exporting it through a buffer protocol: valid, and not
-    /// written by the kernel, as long as this value holds the frame.
+    /// Where segment `s` of packet `i` is, for exporting it through a buffer protocol:
+    /// valid, and not written by the kernel, as long as this value holds the frame.
     #[inline]
-    pub fn packet_ptr(&self, i: usize) -> (NonNull<u8>, usize) {
-        let p = self.packet(i);
+    pub fn segment_ptr(&self, i: usize, s: usize) -> (NonNull<u8>, usize) {
+        let p = self.slice(&self.packet_descs(i)[s]);
         (NonNull::from(p).cast(), p.len())
-    }
-
-    /// Iterates over the packets.
-    pub fn packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        (0..self.descs.len()).map(move |i| self.packet(i))
     }
 }
 
