@@ -15,6 +15,9 @@
  * Rules change while the program runs: an update replaces a queue's whole entry at
  * once (a hash map element), so a packet sees the old rules or the new ones.
  *
+ * A socket may also ask for the time each packet reached XDP: it is put in the
+ * packet's metadata (AFXDP_STAMP).
+ *
  * The program handles multi-buffer packets ("xdp.frags"): jumbo frames, on a veth or
  * any driver, reach sockets bound with XDP_USE_SG. The headers it reads are in the
  * first buffer.
@@ -54,9 +57,13 @@ struct afxdp_rule {
 	__u32 dst_mask[4];
 };
 
+/* afxdp_rules.flags: put the time the packet reached XDP (bpf_ktime_get_ns,
+ * CLOCK_MONOTONIC, 8 bytes) in its metadata, right before the packet. */
+#define AFXDP_STAMP (1 << 0)
+
 struct afxdp_rules {
 	__u32 count;
-	__u32 pad;
+	__u32 flags;
 	struct afxdp_rule rule[AFXDP_MAX_RULES];
 };
 
@@ -114,9 +121,9 @@ struct ip6 {
 	__u32 daddr[4];
 };
 
-/* Reads the flow's fields from the first buffer; returns 0 when the packet is too
- * short for what its headers announce (it then matches only rules without those
- * fields). */
+/* Reads the flow's fields from the first buffer; a packet too short for what its
+ * headers announce keeps those fields unset (it then matches only rules without
+ * them). */
 static __always_inline void parse(struct xdp_md *ctx, struct flow *f)
 {
 	void *data = (void *)(long)ctx->data;
@@ -230,6 +237,12 @@ int afxdp_redir_v2(struct xdp_md *ctx)
 		}
 		if (!hit)
 			return XDP_PASS;
+	}
+	if (rules && (rules->flags & AFXDP_STAMP) && bpf_xdp_adjust_meta(ctx, -8) == 0) {
+		__u64 *meta = (void *)(long)ctx->data_meta;
+
+		if ((void *)(meta + 1) <= (void *)(long)ctx->data)
+			*meta = bpf_ktime_get_ns();
 	}
 	/*
 	 * The low bits of the flags argument are the action returned when the map has no

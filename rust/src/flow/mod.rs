@@ -119,12 +119,16 @@ pub(super) fn to_bytes(w: [u32; 4]) -> [u8; 16] {
     std::array::from_fn(|i| w[i / 4].to_ne_bytes()[i % 4])
 }
 
+/// `RuleTable::flags`: the program puts the time each packet reached XDP
+/// (CLOCK_MONOTONIC nanoseconds, 8 bytes) in its metadata, right before the packet.
+pub const STAMP: u32 = 1 << 0;
+
 /// A queue's rules as the program's map holds them (`struct afxdp_rules`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct RuleTable {
     count: u32,
-    _pad: u32,
+    flags: u32,
     rules: [Rule; MAX_RULES],
 }
 
@@ -140,8 +144,9 @@ impl RulesMap {
         RulesMap { fd }
     }
 
-    /// Replaces the rules of queue `queue` at once (empty: every packet of the queue).
-    pub fn set(&self, queue: u32, rules: &[Rule]) -> crate::error::Result<()> {
+    /// Replaces the rules of queue `queue` at once (empty: every packet of the queue),
+    /// with `flags` ([`STAMP`]).
+    pub fn set(&self, queue: u32, rules: &[Rule], flags: u32) -> crate::error::Result<()> {
         if rules.len() > MAX_RULES {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -150,7 +155,7 @@ impl RulesMap {
         }
         let mut table = RuleTable {
             count: rules.len() as u32,
-            _pad: 0,
+            flags,
             rules: [Rule::default(); MAX_RULES],
         };
         table.rules[..rules.len()].copy_from_slice(rules);

@@ -283,13 +283,15 @@ impl XdpProgram {
     }
 
     /// Routes only the packets of `queue` that match one of `rules` to its socket
-    /// (none: all of them); the others go to the kernel stack.
-    pub fn set_rules(&self, queue: u32, rules: &[Rule]) -> Result<()> {
-        if rules.is_empty() {
+    /// (none: all of them); the others go to the kernel stack. With `stamp`, each
+    /// packet carries the time it reached XDP in its metadata.
+    pub fn set_rules(&self, queue: u32, rules: &[Rule], stamp: bool) -> Result<()> {
+        if rules.is_empty() && !stamp {
             self.rules.clear(queue);
             return Ok(());
         }
-        self.rules.set(queue, rules)
+        let flags = if stamp { crate::flow::STAMP } else { 0 };
+        self.rules.set(queue, rules, flags)
     }
 
     /// The program's XSKMAP.

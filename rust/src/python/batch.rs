@@ -116,6 +116,11 @@ fn frames<'a>(st: &'a MutexGuard<'_, BatchState>) -> &'a RxFrames {
     st.frames.as_ref().expect("checked live under this guard")
 }
 
+/// A monotonic timestamp (ns) as wall-clock seconds, given realtime - monotonic.
+fn wall_seconds(mono_ns: u64, offset_ns: i128) -> f64 {
+    (mono_ns as i128 + offset_ns) as f64 / 1e9
+}
+
 /// Packet `i` of a live batch as bytes (its segments joined).
 fn packet_bytes<'py>(
     py: Python<'py>,
@@ -214,6 +219,17 @@ impl RxBatch {
         let st = self.check_live()?;
         let f = frames(&st);
         Ok((0..f.len()).map(|i| f.checksum(i).as_str()).collect())
+    }
+
+    /// When each packet reached XDP, as seconds since the epoch (time.time()'s clock),
+    /// or None for each when the socket was opened without timestamps=True.
+    fn timestamps(&self) -> PyResult<Vec<Option<f64>>> {
+        let st = self.check_live()?;
+        let f = frames(&st);
+        let offset = crate::sys::realtime_offset_ns();
+        Ok((0..f.len())
+            .map(|i| f.timestamp(i).map(|t| wall_seconds(t, offset)))
+            .collect())
     }
 
     /// Copies every packet out as a list of bytes.
@@ -378,6 +394,17 @@ impl Frame {
         let batch = self.batch.get();
         let st = batch.check_live()?;
         Ok(frames(&st).checksum(self.index).as_str())
+    }
+
+    /// When the packet reached XDP, as seconds since the epoch (time.time()'s clock), or
+    /// None when the socket was opened without timestamps=True.
+    #[getter]
+    fn timestamp(&self) -> PyResult<Option<f64>> {
+        let batch = self.batch.get();
+        let st = batch.check_live()?;
+        Ok(frames(&st)
+            .timestamp(self.index)
+            .map(|t| wall_seconds(t, crate::sys::realtime_offset_ns())))
     }
 
     /// Offset of the packet (of its first frame) in the UMEM.

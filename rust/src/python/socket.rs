@@ -125,11 +125,11 @@ impl PySocket {
         rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
         inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
         shared_umem = None, frames = None, hold_fds = None, complete_checksums = false,
-        fix_offloads = false, multi_buffer = None, r#match = None
+        fix_offloads = false, multi_buffer = None, r#match = None, timestamps = false
     ))]
     // pyo3 writes the default of a raw identifier as `...`: spell the signature out.
     #[pyo3(
-        text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None)"#
+        text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None, timestamps=False)"#
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -158,6 +158,7 @@ impl PySocket {
         fix_offloads: bool,
         multi_buffer: Option<&Bound<'_, PyAny>>,
         r#match: Option<&str>,
+        timestamps: bool,
     ) -> PyResult<Self> {
         let queue = u32::try_from(queue).map_err(|_| {
             QueueError::new_err(format!(
@@ -196,6 +197,7 @@ impl PySocket {
             need_wakeup,
             steering,
             rules: match_arg(r#match)?,
+            timestamps,
             complete_checksums,
             fix_offloads,
             frames: frames

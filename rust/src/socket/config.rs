@@ -172,6 +172,9 @@ pub struct SocketConfig {
     /// Take only the packets of the queue that match one of these (see
     /// [`crate::flow`]); empty: all of them. Needs the default program.
     pub rules: Vec<Rule>,
+    /// Have the program stamp each received packet with the time it reached XDP (see
+    /// [`RxFrames::timestamp`](crate::RxFrames::timestamp)). Needs the default program.
+    pub timestamps: bool,
     /// Complete partial checksums of received packets in place (see [`crate::csum`]):
     /// for a program that passes them on to something that checks them.
     pub complete_checksums: bool,
@@ -203,6 +206,7 @@ impl Default for SocketConfig {
             need_wakeup: true,
             steering: Steering::default(),
             rules: Vec::new(),
+            timestamps: false,
             complete_checksums: false,
             fix_offloads: false,
             frames: None,

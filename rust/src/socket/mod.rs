@@ -166,7 +166,7 @@ impl XskSocket {
 
     /// An empty [`RxFrames`] for this socket's receive calls.
     pub fn rx_frames(&self, capacity: usize) -> RxFrames {
-        RxFrames::new(Arc::clone(&self.claim), capacity)
+        RxFrames::new(Arc::clone(&self.claim), capacity, self.config.timestamps)
     }
 
     pub fn ifname(&self) -> &str {

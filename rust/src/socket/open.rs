@@ -176,7 +176,7 @@ impl XskSocket {
             config,
             ..
         } = &mut sock;
-        registration.register(fd.as_fd(), &config.rules)?;
+        registration.register(fd.as_fd(), &config.rules, config.timestamps)?;
         Ok(sock)
     }
 }

@@ -28,6 +28,8 @@ pub(super) struct Registration {
     registered: bool,
     /// Which packets of the queue the socket takes (empty: all).
     rules: Vec<Rule>,
+    /// The program stamps each packet with the time it reached XDP.
+    stamp: bool,
     /// The process generation it was made in: a fork child never removes its parent's
     /// entry.
     generation: u64,
@@ -59,13 +61,21 @@ impl Registration {
             queue,
             registered: false,
             rules: Vec::new(),
+            stamp: false,
             generation: crate::sys::process_generation(),
         })
     }
 
     /// Puts the bound socket in the map, so that packets of its queue come to it: those
-    /// that match one of `rules` (set first), or all without rules.
-    pub(super) fn register(&mut self, socket: BorrowedFd<'_>, rules: &[Rule]) -> Result<()> {
+    /// that match one of `rules` (set first), or all without rules; with `stamp`, each
+    /// with the time it reached XDP.
+    pub(super) fn register(
+        &mut self,
+        socket: BorrowedFd<'_>,
+        rules: &[Rule],
+        stamp: bool,
+    ) -> Result<()> {
+        self.stamp = stamp;
         self.set_rules(rules)?;
         match &self.target {
             #[cfg(feature = "loader")]
@@ -81,15 +91,15 @@ impl Registration {
     pub(super) fn set_rules(&mut self, rules: &[Rule]) -> Result<()> {
         match &self.target {
             #[cfg(feature = "loader")]
-            Target::Program(p) => p.set_rules(self.queue, rules)?,
-            _ if rules.is_empty() => {}
+            Target::Program(p) => p.set_rules(self.queue, rules, self.stamp)?,
+            _ if rules.is_empty() && !self.stamp => {}
             _ => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
                     format!(
-                        "a match ({}) needs afxdp_rs's XDP program, which steers flows: it \
-                         cannot be applied to a program someone else attached, nor to a \
-                         socket that only sends",
+                        "a match ({}) or timestamps need afxdp_rs's XDP program: they cannot \
+                         be applied to a program someone else attached, nor to a socket \
+                         that only sends",
                         crate::flow::describe(rules)
                     ),
                 ))
@@ -148,8 +158,8 @@ impl Drop for Registration {
             #[cfg(feature = "loader")]
             Target::Program(p) => {
                 p.unregister(self.queue);
-                if !self.rules.is_empty() {
-                    let _ = p.set_rules(self.queue, &[]);
+                if !self.rules.is_empty() || self.stamp {
+                    let _ = p.set_rules(self.queue, &[], false);
                 }
             }
             Target::Map(m) => m.clear(self.queue),

@@ -66,3 +66,16 @@ pub fn process_generation() -> u64 {
     });
     FORKS.load(Ordering::Relaxed)
 }
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC, in nanoseconds: what turns a monotonic
+/// timestamp (as XDP's bpf_ktime_get_ns takes them) into wall-clock time.
+pub fn realtime_offset_ns() -> i128 {
+    let read = |clock| {
+        // SAFETY: timespec is plain old data; clock_gettime fills it.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: ts is a valid, writable timespec.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+}

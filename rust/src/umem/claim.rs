@@ -114,16 +114,19 @@ pub struct RxFrames {
     /// Set while the descriptors are only peeked (still in the rx ring): the id of the
     /// peek, which only the matching consume may settle.
     peek: Option<u64>,
+    /// The program puts a timestamp before each packet.
+    timestamps: bool,
 }
 
 impl RxFrames {
     /// An empty set for frames of `claim`.
-    pub(crate) fn new(claim: Arc<FrameClaim>, capacity: usize) -> Self {
+    pub(crate) fn new(claim: Arc<FrameClaim>, capacity: usize, timestamps: bool) -> Self {
         RxFrames {
             claim,
             descs: Vec::with_capacity(capacity),
             starts: Vec::with_capacity(capacity),
             peek: None,
+            timestamps,
         }
     }
 
@@ -212,6 +215,24 @@ impl RxFrames {
     /// The segments of packet `i`, in order: one frame each.
     pub fn segments(&self, i: usize) -> impl Iterator<Item = &[u8]> + '_ {
         self.packet_descs(i).iter().map(move |d| self.slice(d))
+    }
+
+    /// When packet `i` reached XDP (CLOCK_MONOTONIC nanoseconds), if the socket asked
+    /// for timestamps (`SocketConfig::timestamps`): the program puts it in the packet's
+    /// metadata, the 8 bytes before it.
+    pub fn timestamp(&self, i: usize) -> Option<u64> {
+        if !self.timestamps {
+            return None;
+        }
+        let d = self.packet_descs(i)[0];
+        let frame = self.claim.umem.frame_of(d.addr);
+        if d.addr < frame + 8 {
+            return None;
+        }
+        // SAFETY: the 8 bytes before the packet are in the same frame (checked above),
+        // which the user holds (see slice()).
+        let meta = unsafe { self.claim.umem.slice(d.addr - 8, 8) };
+        Some(u64::from_ne_bytes(meta.try_into().expect("8 bytes")))
     }
 
     /// The bytes of packet `i` when it is in one frame (None for a multi-buffer
