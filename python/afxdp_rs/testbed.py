@@ -277,13 +277,19 @@ class LinkedHosts:
 
     ADDRESSES = {"a": ("10.77.0.1", "fd77::1"), "b": ("10.77.0.2", "fd77::2")}
 
-    def __init__(self, *, queues: int = 1, mtu: int = 1500, prefix: str = "afxdp") -> None:
+    def __init__(
+        self, *, queues: int = 1, mtu: int = 1500, bridge: bool = False, prefix: str = "afxdp"
+    ) -> None:
+        """``bridge=True`` joins ``a1`` and ``b1`` with a Linux bridge in the middle
+        namespace, so the hosts talk without the caller (for sockets on the hosts'
+        own interfaces, opened with :meth:`run`)."""
         tag = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
         self.middle = f"{tag}-m"
         self.hosts = {"a": f"{tag}-a", "b": f"{tag}-b"}
         self.queues = queues
         self.mtu = mtu
         self.a_if, self.b_if = "a1", "b1"
+        self.bridge = bridge
         self._home: int | None = None
         self._made: list[str] = []
 
@@ -331,6 +337,13 @@ class LinkedHosts:
                 ipr.link("set", index=peer, net_ns_fd=ns)
                 v4, v6 = self.ADDRESSES[host]
                 in_netns(ns, functools.partial(self._host_up, inner, v4, v6))
+            if self.bridge:
+                ipr.link("add", ifname="br0", kind="bridge")
+                (br,) = ipr.link_lookup(ifname="br0")
+                for outer in (self.a_if, self.b_if):
+                    (idx,) = ipr.link_lookup(ifname=outer)
+                    ipr.link("set", index=idx, master=br)
+                ipr.link("set", index=br, state="up")
 
     def _host_up(self, ifname: str, v4: str, v6: str) -> None:
         with IPRoute() as ipr:
