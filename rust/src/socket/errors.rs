@@ -72,7 +72,9 @@ pub(super) fn bind_error(
             ErrorKind::Busy,
             format!(
                 "{ifname} queue {queue} is in use by another AF_XDP socket (or a closed one \
-                 the kernel has not torn down yet): close it, or pick another queue"
+                 the kernel has not torn down yet): there is one AF_XDP socket per queue, \
+                 whatever its match (to take several flows, give one socket a filter with \
+                 `or`); close it, or pick another queue"
             ),
         )
         .with_errno(libc::EBUSY),
