@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import afxdp_rs
 from afxdp_rs.cli import main
 from afxdp_rs.pcap import PcapReader, PcapWriter
 from afxdp_rs.testbed import VethTestbed
@@ -70,6 +71,72 @@ def test_capture_on_an_interface(bed: VethTestbed, tmp_path: Path) -> None:
     t.join()
     assert PcapReader(str(pcap)).frames() == frames
     assert tcpdump_read(pcap) == (100, sum(len(f) for f in frames))
+
+
+def test_capture_every_queue_with_a_filter_and_per_packet_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-q all on a 2-queue interface, jumbo frames among them, --filter taking only
+    one EtherType; each packet has the time it arrived (tcpdump reads the file)."""
+    pcap = tmp_path / "all.pcap"
+    with VethTestbed(queues=2, mtu=9000) as bed:
+        gens = [afxdp_rs.XskSocket(bed.peer, q, rx_size=0) for q in range(2)]
+        wanted = [bed.frame(i, 9014 if i % 3 == 0 else 64 + i) for i in range(20)]
+        other = bed.frame(99, 64)[:12] + b"\x88\xb6" + bed.frame(99, 64)[14:]
+        t0 = time.time()
+
+        def inject() -> None:
+            time.sleep(0.5)
+            for i, f in enumerate(wanted):
+                gens[i % 2].send([f, other], timeout=2.0)
+                time.sleep(0.005)
+
+        t = threading.Thread(target=inject)
+        t.start()
+        code = main(
+            [
+                "capture",
+                bed.inner,
+                "-q",
+                "all",
+                "-f",
+                "ether proto 0x88b5",
+                "-c",
+                "20",
+                "-d",
+                "20",
+                "-w",
+                str(pcap),
+            ]
+        )
+        t.join()
+        assert code == 0
+        for g in gens:
+            g.close()
+        assert (
+            main(
+                [
+                    "capture",
+                    bed.inner,
+                    "-q",
+                    "1",
+                    "-c",
+                    "1",
+                    "-d",
+                    "0.2",
+                    "-w",
+                    str(tmp_path / "one.pcap"),
+                ]
+            )
+            == 0
+        )
+    assert "has 2 rx queues and this listens on 1 only" in capsys.readouterr().err
+    records = list(PcapReader(str(pcap)).records())
+    assert sorted(r[1] for r in records) == sorted(wanted), "all of them, and only them"
+    times = [r[0] for r in records]
+    assert len(set(times)) == len(times), "a time per packet, not per batch"
+    assert all(t0 < t < time.time() for t in times)
+    assert tcpdump_read(pcap) == (20, sum(map(len, wanted)))
 
 
 def test_send_on_its_own_test_bed(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ once: ``sudo afxdp capture -c 100 -w /tmp/x.pcap``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import selectors
 import sys
 import threading
 import time
@@ -227,12 +229,55 @@ def _until(count: int | None, duration: float | None) -> Callable[[int], bool]:
     return done
 
 
+class QueuesParam(click.ParamType):  # type: ignore[type-arg]
+    """A queue number, or "all"."""
+
+    name = "QUEUE|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value == "all":
+            return value
+        try:
+            q = int(value)
+        except ValueError:
+            q = -1
+        if q < 0:
+            self.fail(f"{value!r} is not a queue: give a number from 0, or all", param, ctx)
+        return q
+
+
+def _unheard(name: str, queues: list[int]) -> None:
+    """Warns when IFNAME has rx queues nobody listens on: their packets are not seen."""
+    have = interface_info(name).get("rx_queues") or 1
+    if have > len(queues):
+        listened = ", ".join(map(str, queues))
+        err.print(
+            f"[yellow]warning:[/] {name} has {have} rx queues and this listens on "
+            f"{listened} only: packets the NIC puts on the others are not seen "
+            "(use -q all, or steer the flow with ethtool -N)",
+            highlight=False,
+        )
+
+
 @cli.command()
 @click.argument("ifname", required=False)
-@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "-q",
+    "--queue",
+    type=QueuesParam(),
+    default=0,
+    show_default=True,
+    help="the rx queue to capture, or all of them",
+)
 @click.option("-w", "--write", "path", required=True, help="pcap file to write")
 @click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
 @click.option("-d", "--duration", type=click.FloatRange(min=0), help="stop after SECONDS")
+@click.option(
+    "-f",
+    "--filter",
+    "expr",
+    help='take only packets that match, in tcpdump\'s words ("udp and dst port 4789")',
+)
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
 @click.option(
     "--fix-offloads",
@@ -241,41 +286,68 @@ def _until(count: int | None, duration: float | None) -> Callable[[int], bool]:
 )
 def capture(
     ifname: str | None,
-    queue: int,
+    queue: int | str,
     path: str,
     count: int | None,
     duration: float | None,
+    expr: str | None,
     mode: str,
     fix_offloads: bool,
 ) -> None:
-    """Capture packets of one queue of IFNAME into a pcap file.
+    """Capture packets of one queue of IFNAME (or all, -q all) into a pcap file, each
+    with the time it reached XDP.
 
     The packets are taken from the kernel stack on that queue while capturing (AF_XDP
-    redirects them to the socket). Ctrl-C stops and keeps what was captured."""
+    redirects them to the socket): with --filter, only those that match; the others go
+    on to the stack. Ctrl-C stops and keeps what was captured."""
     _need_root()
     if ifname is None and count is None and duration is None:
         count = 1000
     with _bed_or_none(ifname) as tb:
         name = _name(ifname, tb)
+        queues = (
+            list(range(interface_info(name).get("rx_queues") or 1))
+            if queue == "all"
+            else [int(queue)]
+        )
+        options: dict[str, Any] = {
+            "mode": mode,
+            "fix_offloads": fix_offloads,
+            "match": expr,
+            "timestamps": True,
+        }
         with contextlib.ExitStack() as stack:
-            sock = stack.enter_context(
-                _warned(tb, lambda: XskSocket(name, queue, mode=mode, fix_offloads=fix_offloads))
-            )
+            socks = [
+                stack.enter_context(_warned(tb, functools.partial(XskSocket, name, q, **options)))
+                for q in queues
+            ]
+            if tb is None:
+                _unheard(name, queues)
             pcap = stack.enter_context(PcapWriter(path))
             if tb is not None:
                 stack.enter_context(_generate(tb, tb.peer, count or 1000))
+            sel = stack.enter_context(selectors.DefaultSelector())
+            for sock in socks:
+                sel.register(sock.fileno(), selectors.EVENT_READ, sock)
 
             def take(rates: Rates) -> None:
-                want = 256 if count is None else min(256, count - pcap.packets)
-                with sock.recv(want, timeout=0.2) as batch:
-                    now = time.time()
-                    for frame in batch:
-                        pcap.write(frame, now)
-                    rates.add(len(batch), sum(batch.lengths()))
+                took = 0
+                for sock in socks:
+                    want = 256 if count is None else min(256, count - pcap.packets)
+                    if want <= 0:
+                        return
+                    with sock.recv(want, timeout=0) as batch:
+                        for frame in batch:
+                            pcap.write(frame, frame.timestamp)
+                        rates.add(len(batch), sum(batch.lengths()))
+                        took += len(batch)
+                if not took:
+                    sel.select(timeout=0.2)
 
-            _run(f"capture {name}:{queue}", _until(count, duration), take)
-            stats = sock.statistics()
-    lost = stats["rx_dropped"] + stats["rx_ring_full"]
+            where = f"{name}:{queue}" + (f" ({expr})" if expr else "")
+            _run(f"capture {where}", _until(count, duration), take)
+            stats = [s.statistics() for s in socks]
+    lost = sum(st["rx_dropped"] + st["rx_ring_full"] for st in stats)
     click.echo(
         f"captured {pcap.packets} packets ({pcap.bytes} bytes) to {path}"
         + (f"; the kernel dropped {lost} (rx_dropped + rx_ring_full)" if lost else "")

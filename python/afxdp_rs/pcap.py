@@ -23,7 +23,8 @@ _RECORD = struct.Struct("<IIII")
 
 
 class PcapWriter:
-    """Writes Ethernet frames to a pcap file with microsecond timestamps."""
+    """Writes Ethernet frames to a pcap file with nanosecond timestamps (tcpdump and
+    Wireshark read them)."""
 
     def __init__(self, path: str, snaplen: int = 65535) -> None:
         self.path = path
@@ -31,15 +32,14 @@ class PcapWriter:
         self.packets = 0
         self.bytes = 0
         self._f: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._f.write(_HEADER.pack(_MAGIC_US, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+        self._f.write(_HEADER.pack(_MAGIC_NS, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
 
     def write(self, frame: Buffer, ts: float | None = None) -> None:
-        data = bytes(memoryview(frame))
-        t = time.time() if ts is None else ts
-        sec = int(t)
-        usec = int((t - sec) * 1_000_000)
+        data = bytes(frame)  # a Frame of several segments joins them
+        ns = time.time_ns() if ts is None else int(ts * 1e9)
+        sec, nsec = divmod(ns, 1_000_000_000)
         cap = data[: self.snaplen]
-        self._f.write(_RECORD.pack(sec, usec, len(cap), len(data)))
+        self._f.write(_RECORD.pack(sec, nsec, len(cap), len(data)))
         self._f.write(cap)
         self.packets += 1
         self.bytes += len(data)
@@ -69,10 +69,13 @@ class PcapReader:
         if len(data) < _HEADER.size:
             raise ConfigError(f"{path} is not a pcap file: only {len(data)} bytes")
         magic_le = struct.unpack_from("<I", data)[0]
+        magic_be = struct.unpack_from(">I", data)[0]
         if magic_le in (_MAGIC_US, _MAGIC_NS):
             self._endian = "<"
-        elif struct.unpack_from(">I", data)[0] in (_MAGIC_US, _MAGIC_NS):
+            self._per_second = 1e9 if magic_le == _MAGIC_NS else 1e6
+        elif magic_be in (_MAGIC_US, _MAGIC_NS):
             self._endian = ">"
+            self._per_second = 1e9 if magic_be == _MAGIC_NS else 1e6
         else:
             raise ConfigError(
                 f"{path} is not a classic pcap file (magic {magic_le:#x}); pcapng is not "
@@ -83,17 +86,21 @@ class PcapReader:
             raise ConfigError(f"{path} has link type {linktype}: only Ethernet (1) is sent")
         self._data = data
 
-    def __iter__(self) -> Iterator[bytes]:
+    def records(self) -> Iterator[tuple[float, bytes]]:
+        """Each frame with its time (seconds since the epoch)."""
         data = self._data
         record = struct.Struct(self._endian + "IIII")
         off = _HEADER.size
         while off + record.size <= len(data):
-            _, _, caplen, _ = record.unpack_from(data, off)
+            sec, frac, caplen, _ = record.unpack_from(data, off)
             off += record.size
             if off + caplen > len(data):
                 raise ConfigError(f"{self.path} is truncated at byte {off}")
-            yield data[off : off + caplen]
+            yield sec + frac / self._per_second, data[off : off + caplen]
             off += caplen
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (frame for _, frame in self.records())
 
     def frames(self) -> list[bytes]:
         return list(self)
