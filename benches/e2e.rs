@@ -151,6 +151,47 @@ fn e2e(c: &mut Criterion) {
         });
     }
     group.finish();
+    steering(c);
+}
+
+/// The cost of flow rules in the XDP program, per packet: the program run by the
+/// kernel on a test packet (BPF_PROG_TEST_RUN) with no rules, and with 1 and 8 rules of
+/// which the last matches (every rule is evaluated).
+fn steering(c: &mut Criterion) {
+    let mut group = c.benchmark_group("xdp_program");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(2));
+    let p = packet();
+    let mut sock = XskSocket::open(INNER, 0, config(XdpMode::Native, true, false)).unwrap();
+    for n in [0usize, 1, 8] {
+        let filter: Vec<String> = (0..n)
+            .map(|i| {
+                if i + 1 == n {
+                    "ether proto 0x88b5".to_string()
+                } else {
+                    format!("ether proto 0x{:04x}", 0x1000 + i)
+                }
+            })
+            .collect();
+        let rules = if n == 0 {
+            Vec::new()
+        } else {
+            afxdp_rs::flow::parse(&filter.join(" or ")).unwrap()
+        };
+        sock.set_match(&rules).unwrap();
+        let prog = std::sync::Arc::clone(sock.program().unwrap());
+        group.bench_function(BenchmarkId::new("rules", n), |b| {
+            b.iter_custom(|iters| {
+                let (verdict, ns) = prog
+                    .test_run(&p, iters.min(u32::MAX as u64) as u32)
+                    .unwrap();
+                assert_ne!(verdict, 1, "the packet matched: not XDP_DROP/ABORTED");
+                Duration::from_nanos(ns as u64 * iters)
+            });
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, e2e);

@@ -62,8 +62,7 @@ def test_jumbo_frames_byte_exact_both_ways(jumbo: tuple[VethTestbed, str]) -> No
             st = sock.statistics()
             assert st["rx_packets"] == 30 and st["rx_bytes"] == sum(map(len, got))
             assert st["tx_packets"] == 30 and st["tx_bytes"] == sum(map(len, sent))
-            # tx_completed counts frames: a packet goes out in as many as it needs.
-            assert st["tx_completed"] == sum(-(-len(p) // 4096) for p in sent)
+            assert st["tx_completed"] == 30, "packets, whatever frames they took"
             assert st["rx_dropped"] == st["tx_invalid_descs"] == 0
             accounted(sock)
 

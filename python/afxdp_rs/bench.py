@@ -229,7 +229,7 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
         if path == "af_packet":
             rx = _packet_socket(o, ifname)
             packet_statistics(rx)
-            got, cpu = _timed(total, _af_packet_step(rx, bytearray(4096), o.linger, _one), gen)
+            got, cpu = _timed(total, _af_packet_step(rx, bytearray(65536), o.linger, _one), gen)
             g = gen.join()
             _, drops = packet_statistics(rx)
             rx.close()
@@ -298,7 +298,7 @@ def _l2fwd(
     with _Generator(o, peer, packet) as gen:
         if path == "af_packet":
             s = _packet_socket(o, ifname)
-            buf = bytearray(4096)
+            buf = bytearray(65536)
 
             def reflect(n: int, addr: Any) -> int:
                 if addr[2] == socket.PACKET_OUTGOING:
@@ -429,7 +429,9 @@ def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Resu
     if o.queues > 1 and (o.workload != "rxdrop" or o.ifname is not None):
         raise ValueError("--queues applies to rxdrop on the built-in test bed")
     if o.ifname is None:
-        with VethTestbed(ephemeral=True, queues=o.queues) as tb:
+        # Jumbo packets need a jumbo MTU (and multi-buffer, on where the kernel has it).
+        mtu = max(1500, o.size - 14)
+        with VethTestbed(ephemeral=True, queues=o.queues, mtu=mtu) as tb:
             one(tb, tb.inner, tb.peer)
     else:
         if o.workload != "txonly" and o.peer is None:

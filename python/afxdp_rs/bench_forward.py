@@ -69,7 +69,7 @@ def _af_packet_forwarder(o: Options, a: str, b: str) -> Callable[[], float]:
         s.setblocking(False)
     stop = threading.Event()
     cpu: list[float] = []
-    buf = bytearray(4096)
+    buf = bytearray(65536)
 
     def stepper(src: str, dst: str) -> Callable[[], int]:
         out = sockets[dst]

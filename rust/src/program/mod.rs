@@ -294,6 +294,17 @@ impl XdpProgram {
         self.rules.set(queue, rules, flags)
     }
 
+    /// Runs the program `repeat` times on `packet` as if it arrived on queue 0, in the
+    /// kernel (BPF_PROG_TEST_RUN, no interface involved); returns its verdict (an XDP
+    /// action) and the mean nanoseconds of one run: what the flow rules of queue 0 cost
+    /// per packet.
+    pub fn test_run(&self, packet: &[u8], repeat: u32) -> Result<(u32, u32)> {
+        let prog = sys::bpf::fd_by_id(sys::bpf::Object::Prog, self.prog_id)
+            .map_err(|e| Error::os(format!("opening program {}", self.prog_id), e))?;
+        sys::bpf::prog_test_run(prog.as_fd(), packet, repeat)
+            .map_err(|e| Error::os("running the program (BPF_PROG_TEST_RUN)", e))
+    }
+
     /// The program's XSKMAP.
     pub fn xsks_map(&self) -> &XskMap {
         &self.map

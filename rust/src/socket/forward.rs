@@ -80,7 +80,8 @@ fn move_frames(
             continue;
         }
         each(&packet);
-        for d in &packet {
+        for (k, d) in packet.iter().enumerate() {
+            ledger.forwarded(d, k + 1 == packet.len());
             r.write(m.sent, *d);
             m.sent += 1;
             m.bytes += d.len as u64;
@@ -217,11 +218,10 @@ impl XskSocket {
         })
     }
 
-    /// The receiving side's accounting once frames were moved to a tx ring: before
-    /// anything can complete them.
+    /// The receiving side's accounting once frames were moved to a tx ring (the ledger
+    /// counted each as sent in move_frames, before anything could complete it).
     fn forwarded(&mut self, m: &Moved) {
         self.ledger.received(m.taken);
-        self.ledger.forwarded(m.sent);
         self.counters.invalid_rx_descs += m.invalid as u64;
         self.counters.rx_packets += m.packets as u64;
         self.counters.rx_bytes += m.bytes;

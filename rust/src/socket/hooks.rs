@@ -28,7 +28,7 @@ impl XskSocket {
         // The kernel hands even invalid descriptors back on the completion ring: the
         // frame must be one we own, taken out of the pool, so it is never in two places.
         if self.take_free_frame(addr)? {
-            self.ledger.posted_tx();
+            self.ledger.posted_tx(addr);
         }
         {
             let tx = self.tx_ring()?;

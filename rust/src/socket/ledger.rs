@@ -43,6 +43,9 @@ pub struct Ledger {
     pool: FramePool,
     /// One bit per frame: set while the user holds the frame in an rx batch.
     held: Vec<u64>,
+    /// One bit per frame: set while the frame is out for sending as the last (or
+    /// only) frame of its packet, so that completions count packets.
+    last: Vec<u64>,
     rx_in_kernel: u32,
     rx_held: u32,
     tx_outstanding: u32,
@@ -62,6 +65,7 @@ impl Ledger {
             hi: frames.1 as u64 * fs,
             pool: FramePool::range(&umem, frames.0, frames.1),
             held: vec![0; (count as usize).div_ceil(64)],
+            last: vec![0; (count as usize).div_ceil(64)],
             rx_in_kernel: 0,
             rx_held: 0,
             tx_outstanding: 0,
@@ -149,31 +153,45 @@ impl Ledger {
         self.pool.len() as u32
     }
 
-    /// Takes a free frame to send from. Call at most `free()` times.
+    /// Takes a free frame to send from, `last` when it ends its packet. Call at most
+    /// `free()` times.
     #[inline]
-    pub fn to_tx(&mut self) -> u64 {
+    pub fn to_tx(&mut self, last: bool) -> u64 {
         let frame = self.pool.pop().expect("free() counted free frames");
         self.tx_outstanding += 1;
+        let bit = self.bit(frame).expect("a frame of the pool is ours");
+        self.mark_last(bit, last);
         frame
     }
 
-    /// `n` received frames went straight onto the tx ring (forwarded without a copy).
     #[inline]
-    pub fn forwarded(&mut self, n: u32) {
-        self.tx_outstanding += n;
+    fn mark_last(&mut self, bit: usize, last: bool) {
+        if last {
+            self.last[bit / 64] |= 1 << (bit % 64);
+        } else {
+            self.last[bit / 64] &= !(1 << (bit % 64));
+        }
     }
 
-    /// The kernel completed a sent frame. Returns false, and changes nothing, unless it
-    /// is one of ours.
+    /// A received frame (checked with [`Ledger::owns`]) went straight onto a tx ring
+    /// (forwarded without a copy), `last` when it ends its packet. Call
+    /// [`Ledger::received`] for it too.
     #[inline]
-    pub fn completed(&mut self, addr: u64) -> bool {
-        if self.bit(addr).is_none() {
-            return false;
-        }
+    pub fn forwarded(&mut self, d: &XdpDesc, last: bool) {
+        let bit = self.bit(d.addr).expect("forwarded() of a descriptor owns() accepted");
+        self.mark_last(bit, last);
+        self.tx_outstanding += 1;
+    }
+
+    /// The kernel completed a sent frame: Some(whether it ended its packet), or None
+    /// (and nothing changes) unless it is one of ours.
+    #[inline]
+    pub fn completed(&mut self, addr: u64) -> Option<bool> {
+        let bit = self.bit(addr)?;
         self.pool.push(self.frame_of(addr));
         debug_assert!(self.tx_outstanding > 0, "a completion nobody sent");
         self.tx_outstanding = self.tx_outstanding.saturating_sub(1);
-        true
+        Some(self.last[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
     /// Takes frame `addr` out of the free pool, for the test hooks that post
@@ -197,7 +215,10 @@ impl Ledger {
     }
 
     /// A frame taken with [`Ledger::take_free`] was put on the tx ring.
-    pub fn posted_tx(&mut self) {
+    pub fn posted_tx(&mut self, addr: u64) {
+        if let Some(bit) = self.bit(addr) {
+            self.mark_last(bit, true);
+        }
         self.tx_outstanding += 1;
     }
 
@@ -362,26 +383,28 @@ mod tests {
                     }
                     Op::Send { n } => {
                         for _ in 0..n.min(l.free() as usize) {
-                            m.tx.push_back(l.to_tx());
+                            m.tx.push_back(l.to_tx(true));
                         }
                     }
                     Op::Complete { n, foreign: f } => {
                         if f {
-                            prop_assert!(!l.completed(foreign));
+                            prop_assert!(l.completed(foreign).is_none());
                         }
                         for _ in 0..n.min(m.tx.len()) {
                             let addr = m.tx.pop_front().unwrap();
-                            prop_assert!(l.completed(addr));
+                            prop_assert_eq!(l.completed(addr), Some(true));
                         }
                     }
                     Op::Forward { n } => {
                         let n = n.min(m.fill.len());
                         for _ in 0..n {
                             let f = m.fill.pop_front().unwrap();
+                            let d = XdpDesc { addr: f, len: 60, options: 0 };
+                            prop_assert!(l.owns(&d));
+                            l.forwarded(&d, true);
                             m.tx.push_back(f);
                         }
                         l.received(n as u32);
-                        l.forwarded(n as u32);
                     }
                 }
                 check(&l, &m, lo, hi);

@@ -293,10 +293,9 @@ impl XskSocket {
     fn reclaim(&mut self) {
         if let Some(home) = self.claim.take_homecoming() {
             for addr in home.sent {
-                if self.ledger.completed(addr) {
-                    self.counters.tx_completed += 1;
-                } else {
-                    self.counters.invalid_completions += 1;
+                match self.ledger.completed(addr) {
+                    Some(last) => self.counters.tx_completed += last as u64,
+                    None => self.counters.invalid_completions += 1,
                 }
             }
             if !home.held.is_empty() {

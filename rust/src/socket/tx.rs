@@ -33,17 +33,16 @@ impl XskSocket {
     pub fn complete(&mut self) -> u32 {
         let peek = self.rings.comp.peek(self.rings.comp.size());
         let n = peek.len();
-        let mut valid = 0;
+        let mut packets = 0;
         for i in 0..n {
             let addr = peek.read(i);
-            if self.ledger.completed(addr) {
-                valid += 1;
-            } else {
-                self.foreign.push(addr);
+            match self.ledger.completed(addr) {
+                Some(last) => packets += last as u64,
+                None => self.foreign.push(addr),
             }
         }
         peek.release_all();
-        self.counters.tx_completed += valid;
+        self.counters.tx_completed += packets;
         if !self.foreign.is_empty() {
             self.send_foreign_home();
         }
@@ -186,7 +185,8 @@ impl XskSocket {
             let data = p.as_ref();
             let mut chunks = data.chunks(fs).peekable();
             while let Some(chunk) = chunks.next() {
-                let frame = self.ledger.to_tx();
+                let more = chunks.peek().is_some();
+                let frame = self.ledger.to_tx(!more);
                 // Never hand the kernel a descriptor outside one frame of the UMEM.
                 assert!(
                     umem.contains(frame, chunk.len() as u32),
@@ -197,7 +197,6 @@ impl XskSocket {
                 // the kernel is not touching it; a chunk is at most a frame long, so
                 // the range stays inside the frame (checked above).
                 unsafe { umem.slice_mut(frame, chunk.len() as u32) }.copy_from_slice(chunk);
-                let more = chunks.peek().is_some();
                 r.write(
                     slot,
                     XdpDesc {
