@@ -450,10 +450,10 @@ def _forward_table(rows: list[dict[str, Any]], seconds: float) -> Table:
 @click.argument("if_b", required=False)
 @click.option(
     "--queues",
-    type=click.IntRange(min=1),
+    type=QueuesParam(),
     default=1,
     show_default=True,
-    help="forward queues START..START+N-1, a thread each",
+    help="forward queues START..START+N-1 (all: every queue), a thread each",
 )
 @click.option("--start-queue", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
@@ -475,7 +475,7 @@ def _forward_table(rows: list[dict[str, Any]], seconds: float) -> Table:
 def forward(
     if_a: str | None,
     if_b: str | None,
-    queues: int,
+    queues: int | str,
     start_queue: int,
     count: int | None,
     duration: float | None,
@@ -501,24 +501,29 @@ def forward(
         else:
             assert if_a is not None and if_b is not None
             a_name, b_name = if_a, if_b
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always", AfXdpWarning)
-            fwd = Forwarder(
+        if queues == "all":
+            queues = min(interface_info(n).get("rx_queues") or 1 for n in (a_name, b_name))
+        pairs = int(queues)
+        if pairs < 1:
+            raise click.BadParameter("forward at least one queue", param_hint="--queues")
+        if tb is None:
+            for n in (a_name, b_name):
+                _unheard(n, list(range(start_queue, start_queue + pairs)))
+        fwd = _warned(
+            tb,
+            functools.partial(
+                Forwarder,
                 a_name,
                 b_name,
-                queues=queues,
+                queues=pairs,
                 start_queue=start_queue,
                 mode=mode,
                 bind=bind,
                 complete_checksums=not no_checksums,
                 fix_offloads=fix_offloads,
-            )
+            ),
+        )
         stack.callback(fwd.stop)
-        if tb is None:
-            for w in said:
-                err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-        for change in fwd.offload_changes:
-            err.print(f"[dim]{change}[/]", highlight=False)
         tx0 = {n: _link_stats(n).get("tx_dropped", 0) for n in (a_name, b_name)}
         if tb is not None:
             stack.enter_context(_generate(tb, tb.peer, count or 1000))
