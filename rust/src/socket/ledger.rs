@@ -178,7 +178,9 @@ impl Ledger {
     /// [`Ledger::received`] for it too.
     #[inline]
     pub fn forwarded(&mut self, d: &XdpDesc, last: bool) {
-        let bit = self.bit(d.addr).expect("forwarded() of a descriptor owns() accepted");
+        let bit = self
+            .bit(d.addr)
+            .expect("forwarded() of a descriptor owns() accepted");
         self.mark_last(bit, last);
         self.tx_outstanding += 1;
     }
