@@ -250,9 +250,13 @@ def test_rust_loops_end_on_stop_close_and_ctrl_c(bed: VethTestbed) -> None:
         signal.signal(signal.SIGINT, old)
 
     sock = afxdp_rs.XskSocket(bed.inner, 0)
-    threading.Timer(0.2, sock.close).start()
+    closer = threading.Timer(0.2, sock.close)
+    closer.start()
     started = time.monotonic()
     sock.rust_rxdrop(3600.0)
     assert time.monotonic() - started < 2.0
+    # The loop ends as soon as close() has interrupted it, which may be before
+    # close() itself has returned in the other thread.
+    closer.join(5.0)
     assert sock.closed
     assert bed.xdp_state(bed.inner) == ("none", 0)
