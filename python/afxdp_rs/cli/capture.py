@@ -1,0 +1,164 @@
+"""``afxdp capture`` and ``afxdp send``: pcap files in and out."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import selectors
+import time
+from typing import Any
+
+import click
+
+from afxdp_rs._afxdp import XskSocket, interface_info
+from afxdp_rs.cli.common import (
+    MODES,
+    QueuesParam,
+    Rates,
+    bed_or_none,
+    generate,
+    interface_name,
+    need_root,
+    run_rates,
+    until,
+    warn_unheard,
+    warned,
+)
+from afxdp_rs.pcap import PcapReader, PcapWriter
+
+
+@click.command()
+@click.argument("ifname", required=False)
+@click.option(
+    "-q",
+    "--queue",
+    type=QueuesParam(),
+    default=0,
+    show_default=True,
+    help="the rx queue to capture, or all of them",
+)
+@click.option("-w", "--write", "path", required=True, help="pcap file to write")
+@click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
+@click.option("-d", "--duration", type=click.FloatRange(min=0), help="stop after SECONDS")
+@click.option(
+    "-f",
+    "--filter",
+    "expr",
+    help='take only packets that match, in tcpdump\'s words ("udp and dst port 4789")',
+)
+@click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+@click.option(
+    "--fix-offloads",
+    is_flag=True,
+    help="turn off the offloads that make packets arrive unfinished or too large",
+)
+def capture(
+    ifname: str | None,
+    queue: int | str,
+    path: str,
+    count: int | None,
+    duration: float | None,
+    expr: str | None,
+    mode: str,
+    fix_offloads: bool,
+) -> None:
+    """Capture packets of one queue of IFNAME (or all, -q all) into a pcap file, each
+    with the time it reached XDP.
+
+    The packets are taken from the kernel stack on that queue while capturing (AF_XDP
+    redirects them to the socket): with --filter, only those that match; the others go
+    on to the stack. Ctrl-C stops and keeps what was captured."""
+    need_root()
+    if ifname is None and count is None and duration is None:
+        count = 1000
+    with bed_or_none(ifname) as tb:
+        name = interface_name(ifname, tb)
+        queues = (
+            list(range(interface_info(name).get("rx_queues") or 1))
+            if queue == "all"
+            else [int(queue)]
+        )
+        options: dict[str, Any] = {
+            "mode": mode,
+            "fix_offloads": fix_offloads,
+            "match": expr,
+            "timestamps": True,
+        }
+        with contextlib.ExitStack() as stack:
+            socks = [
+                stack.enter_context(warned(tb, functools.partial(XskSocket, name, q, **options)))
+                for q in queues
+            ]
+            if tb is None:
+                warn_unheard(name, queues)
+            pcap = stack.enter_context(PcapWriter(path))
+            if tb is not None:
+                stack.enter_context(generate(tb, tb.peer, count or 1000))
+            sel = stack.enter_context(selectors.DefaultSelector())
+            for sock in socks:
+                sel.register(sock.fileno(), selectors.EVENT_READ, sock)
+
+            def take(rates: Rates) -> None:
+                took = 0
+                for sock in socks:
+                    want = 256 if count is None else min(256, count - pcap.packets)
+                    if want <= 0:
+                        return
+                    with sock.recv(want, timeout=0) as batch:
+                        for frame in batch:
+                            pcap.write(frame, frame.timestamp)
+                        rates.add(len(batch), sum(batch.lengths()))
+                        took += len(batch)
+                if not took:
+                    sel.select(timeout=0.2)
+
+            where = f"{name}:{queue}" + (f" ({expr})" if expr else "")
+            run_rates(f"capture {where}", until(count, duration), take)
+            stats = [s.statistics() for s in socks]
+    lost = sum(st["rx_dropped"] + st["rx_ring_full"] for st in stats)
+    click.echo(
+        f"captured {pcap.packets} packets ({pcap.bytes} bytes) to {path}"
+        + (f"; the kernel dropped {lost} (rx_dropped + rx_ring_full)" if lost else "")
+    )
+
+
+@click.command(name="send")
+@click.argument("ifname", required=False)
+@click.option("--from", "source", required=True, help="pcap file to replay")
+@click.option("-r", "--rate", type=click.FloatRange(min=0, min_open=True), help="packets/s")
+@click.option("-l", "--loop", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+def send_cmd(ifname: str | None, source: str, rate: float | None, loop: int, queue: int) -> None:
+    """Replay the frames of a pcap file on IFNAME, LOOP times, at RATE packets/s."""
+    need_root()
+    frames = PcapReader(source).frames()
+    if not frames:
+        raise click.ClickException(f"{source} holds no packets")
+    total = len(frames) * loop
+    with bed_or_none(ifname) as tb:
+        name = interface_name(ifname, tb)
+        before = tb.link_stats(tb.peer) if tb is not None else {}
+        with XskSocket(name, queue, rx_size=0) as sock:
+            batch = 64 if rate is None else max(1, min(64, int(rate / 100)))
+            with Rates(f"send {name}:{queue}") as rates:
+                sent = 0
+                try:
+                    for _ in range(loop):
+                        for i in range(0, len(frames), batch):
+                            chunk = frames[i : i + batch]
+                            n = sock.send(chunk, timeout=5.0)
+                            sent += n
+                            rates.add(n, sum(len(f) for f in chunk[:n]))
+                            if rate is not None:
+                                ahead = sent / rate - rates.seconds
+                                if ahead > 0:
+                                    time.sleep(ahead)
+                except KeyboardInterrupt:
+                    pass
+                sock.flush(timeout=5.0)
+            stats = sock.statistics()
+        msg = f"sent {stats['tx_completed']} of {total} packets from {source} on {name}"
+        if tb is not None:
+            arrived = tb.link_stats(tb.peer)["rx_packets"] - before.get("rx_packets", 0)
+            msg += f"; {tb.peer} received {arrived}"
+    click.echo(msg)
