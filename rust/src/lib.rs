@@ -43,6 +43,8 @@ pub mod xskmap;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "vhost")]
+pub mod vhost;
 
 pub use error::{Error, ErrorKind, Result};
 pub use socket::{BindMode, Counters, SocketConfig, Steering, XskSocket};

@@ -116,6 +116,8 @@ pub struct XskSocket {
     ledger: Ledger,
     /// Completed addresses that are not this socket's frames (scratch for `complete`).
     foreign: Vec<u64>,
+    /// A frame handed out by `reserve_frame` and not yet committed.
+    reserved: Option<u64>,
     /// A failure to report on the next call (e.g. after packets were already queued).
     pending: Option<Error>,
     /// Rx entries looked at with `rx_peek` and not yet consumed or cancelled, and the

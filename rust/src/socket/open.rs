@@ -148,6 +148,7 @@ impl XskSocket {
             watch,
             ledger: Ledger::new(config.umem, frames, tx_reserve),
             foreign: Vec::new(),
+            reserved: None,
             claim,
             pending: None,
             peeked: 0,

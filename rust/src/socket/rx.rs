@@ -175,6 +175,11 @@ impl XskSocket {
             self.peek_id += 1;
             self.peeked = n;
             out.set_peek(Some(self.peek_id));
+            if self.config.complete_checksums {
+                // Whoever reads them before consuming sees them finished; consuming
+                // them later finds nothing left to complete.
+                out.complete_checksums(0);
+            }
         } else {
             self.refill();
             self.kick_rx_if_needed()?;

@@ -224,6 +224,78 @@ impl XskSocket {
         Ok(count)
     }
 
+    /// Whether a packet of `len` bytes can be queued now (free frames and tx ring room).
+    pub fn tx_room(&mut self, len: usize) -> bool {
+        let frames = len.div_ceil(self.config.umem.frame_size as usize).max(1) as u32;
+        self.complete();
+        self.reclaim();
+        let room = self.rings.tx.as_mut().map_or(0, |tx| tx.free(frames));
+        self.ledger.free() >= frames && room >= frames
+    }
+
+    /// A free frame to write one outgoing packet into in place, then queue with
+    /// [`XskSocket::commit_frame`]: for a producer whose bytes sit where the library
+    /// cannot read them from (a guest's memory), saving a copy. None when no frame is
+    /// free or the tx ring is full. Until committed, the same frame is handed out again.
+    pub fn reserve_frame(&mut self) -> Result<Option<&mut [u8]>> {
+        self.take_pending()?;
+        self.tx_ring()?;
+        if self.reserved.is_none() {
+            if !self.tx_room(1) {
+                return Ok(None);
+            }
+            self.reserved = Some(self.ledger.to_tx(true));
+        }
+        let frame = self.reserved.expect("reserved above");
+        let fs = self.config.umem.frame_size;
+        // SAFETY: the frame came from the free pool and is held for this reservation
+        // (counted as outstanding), so the kernel is not touching it; it is fs bytes long,
+        // and &mut self makes this the only reference into it.
+        Ok(Some(unsafe { self.claim.umem().slice_mut(frame, fs) }))
+    }
+
+    /// Queues the first `len` bytes of the reserved frame as one packet (checked as
+    /// [`XskSocket::send`] checks packets). Returns false, keeping the reservation, when
+    /// the tx ring has no room after all. The kernel is kicked by the next send, flush
+    /// or [`XskSocket::drain_tx`].
+    pub fn commit_frame(&mut self, len: usize) -> Result<bool> {
+        let Some(frame) = self.reserved else {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidConfig,
+                "commit_frame without a reserved frame: call reserve_frame first",
+            ));
+        };
+        self.check_packet(0, len)?;
+        if len > self.config.umem.frame_size as usize {
+            return Err(errors::packet_too_large(
+                0,
+                len,
+                self.config.umem.frame_size,
+                &self.ifname,
+                self.config.umem.frame_size,
+                false,
+            ));
+        }
+        let tx = self.tx_ring()?;
+        let mut r = tx.reserve(1);
+        if r.is_empty() {
+            return Ok(false);
+        }
+        r.write(
+            0,
+            XdpDesc {
+                addr: frame,
+                len: len as u32,
+                options: 0,
+            },
+        );
+        r.submit_all();
+        self.reserved = None;
+        self.counters.tx_packets += 1;
+        self.counters.tx_bytes += len as u64;
+        Ok(true)
+    }
+
     /// One step of a blocking send of packets checked with
     /// [`XskSocket::check_packets`]: queues what fits of `packets[*sent..]` (advancing
     /// `sent`), and when nothing fits drives the kernel and takes completions. A

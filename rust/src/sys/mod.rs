@@ -5,7 +5,8 @@
 //! * [`mmap`]: [`Mapping`], the owned memory mapping of a UMEM or a ring;
 //! * [`netdev`]: interfaces (index, MTU, queues, driver) and network namespaces;
 //! * [`ethtool`]: offload features by name, and a veth device's peer;
-//! * [`bpf`]: the bpf(2) commands on maps and links the core needs.
+//! * [`bpf`]: the bpf(2) commands on maps and links the core needs;
+//! * [`scm`]: bytes with descriptors over Unix sockets (vhost-user).
 //!
 //! Above this module the crate calls no libc function for any of these.
 #![allow(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod bpf;
 pub mod ethtool;
 pub mod mmap;
 pub mod netdev;
+pub mod scm;
 pub mod uapi;
 pub mod xsk;
 
