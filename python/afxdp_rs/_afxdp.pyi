@@ -1,6 +1,8 @@
 """Type stubs of the compiled core (rust/src/python)."""
 
+import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, SupportsBytes, TypeAlias, final
 
@@ -13,6 +15,7 @@ __all__ = [
     "Frame",
     "RxBatch",
     "Segment",
+    "VhostUser",
     "XdpProgram",
     "XskSocket",
     "interface_info",
@@ -220,6 +223,50 @@ class Forwarder:
     @property
     def running(self) -> bool: ...
     def wait(self, timeout: float | None = None) -> bool: ...
+    def stop(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+@final
+class VhostUser:
+    """A vhost-user-net device whose queue pairs are AF_XDP sockets on an interface."""
+
+    interface: str
+    socket_path: Path
+    client: bool
+    warnings: list[str]
+    offload_changes: list[str]
+    def __new__(
+        cls,
+        interface: str,
+        socket_path: str | os.PathLike[str],
+        *,
+        queues: int = 1,
+        start_queue: int = 0,
+        client: bool = False,
+        mode: str = "auto",
+        bind: str = "auto",
+        frame_size: int = 4096,
+        frame_count: int = 4096,
+        mac: str | None = None,
+        queue_size: int = 1024,
+        mtu: int | None = None,
+        fix_offloads: bool = False,
+    ) -> Self: ...
+    def statistics(self) -> list[dict[str, Any]]: ...
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def connections(self) -> int: ...
+    def events(self, start: int = 0) -> list[str]: ...
+    @property
+    def running(self) -> bool: ...
+    def wait_connected(self, timeout: float | None = None, *, connected: bool = True) -> bool: ...
     def stop(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -15,18 +15,19 @@ from afxdp_rs.cli.common import err
 from afxdp_rs.cli.forward import forward
 from afxdp_rs.cli.info import demo, helper, info
 from afxdp_rs.cli.verify import verify
+from afxdp_rs.cli.vhost import vhost_user
 from afxdp_rs.errors import AfXdpError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="afxdp_rs")
 def cli() -> None:
-    """AF_XDP from the command line: inspect, capture, replay, forward.
+    """AF_XDP from the command line: inspect, capture, replay, forward, serve a VM.
 
     Commands given no interface run on their own veth test bed."""
 
 
-for command in (demo, info, capture, send_cmd, forward, verify, bench, helper):
+for command in (demo, info, capture, send_cmd, forward, verify, bench, vhost_user, helper):
     cli.add_command(command)
 
 

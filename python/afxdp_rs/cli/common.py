@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 import warnings
@@ -203,3 +204,18 @@ def link_stats(ifname: str) -> dict[str, int]:
         links = ipr.get_links(ifname=ifname)
         stats = links[0].get_attr("IFLA_STATS64") if links else None
         return {k: int(v) for k, v in stats.items()} if stats else {}
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Inside the block, SIGTERM stops a command as Ctrl-C does (it cleans up and
+    prints its summary) instead of killing it."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -33,7 +33,7 @@ pub struct PyForwarder {
     offload_changes: Vec<String>,
 }
 
-fn kernel_dict<'py>(py: Python<'py>, k: &XdpStatistics) -> PyResult<Bound<'py, PyDict>> {
+pub(super) fn kernel_dict<'py>(py: Python<'py>, k: &XdpStatistics) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("rx_dropped", k.rx_dropped)?;
     d.set_item("rx_invalid_descs", k.rx_invalid_descs)?;

@@ -9,7 +9,8 @@
 //! * `batch`: `RxBatch`, `Frame` and the buffer protocol;
 //! * `tools`: the test rig's methods of `XskSocket` (Rust loops, sequence_check);
 //! * `forwarder`: `Forwarder`, zero-copy forwarding between two interfaces;
-//! * `program`: `XdpProgram` and `interface_info`.
+//! * `program`: `XdpProgram` and `interface_info`;
+//! * `vhost`: `VhostUser`, a VM's virtio-net device over AF_XDP sockets.
 
 mod args;
 mod batch;
@@ -19,6 +20,7 @@ mod forwarder;
 mod program;
 mod socket;
 mod tools;
+mod vhost;
 
 use pyo3::prelude::*;
 
@@ -31,6 +33,7 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batch::Segment>()?;
     m.add_class::<program::PyXdpProgram>()?;
     m.add_class::<forwarder::PyForwarder>()?;
+    m.add_class::<vhost::PyVhostUser>()?;
     m.add_function(wrap_pyfunction!(program::interface_info, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;
