@@ -139,3 +139,47 @@ def test_processes_share_an_interface_and_the_program_leaves_with_the_last(
             other.wait()
         for g in gens:
             g.close()
+
+
+_OPEN_AT_ONCE = """
+import sys, afxdp_rs
+sys.stdin.readline()  # the start signal: every process opens at the same moment
+with afxdp_rs.XskSocket(sys.argv[1], int(sys.argv[2])) as s:
+    print(s.attach_mode, flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_processes_that_start_together_share_the_program(bed: VethTestbed) -> None:
+    """Two processes open their sockets at the same moment, each on its own queue: one
+    attaches the program, the other joins it (whichever loses the race to attach),
+    however often it is tried."""
+    for _ in range(5):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT_ONCE, bed.inner, str(q)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for q in range(2)
+        ]
+        try:
+            time.sleep(0.3)  # both have imported afxdp_rs and wait on stdin
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            for p in procs:
+                assert p.stdout is not None
+                line = p.stdout.readline().strip()
+                assert line == "native", p.communicate(timeout=10)
+            outs = [p.communicate("done\n", timeout=10) for p in procs]
+            assert all(p.returncode == 0 for p in procs), outs
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        assert bed.xdp_state(bed.inner) == ("none", 0)

@@ -76,9 +76,14 @@ impl XdpProgram {
             let errno = -fd;
             match errno {
                 libc::EBUSY | libc::EEXIST => {
-                    // Someone attached a program meanwhile.
+                    // Someone attached a program meanwhile: another process that
+                    // started at the same moment attaches the same program, which
+                    // this one then joins (anything else is named in the error).
                     let state = query(ifindex).unwrap_or_default();
-                    return Err(join::attached_error(ifname, ifindex, state));
+                    if state.prog_id == 0 {
+                        return Err(join::attached_error(ifname, ifindex, state));
+                    }
+                    return XdpProgram::join(ifname, ifindex, state, mode);
                 }
                 libc::EPERM | libc::EACCES => {
                     return Err(Error::new(
