@@ -81,3 +81,27 @@ pub fn realtime_offset_ns() -> i128 {
     };
     read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
 }
+
+/// The kernel's id of the eventfd open as descriptor `fd` of this process (its
+/// `eventfd-id` in /proc/self/fdinfo, Linux 6.2 and later); None when `fd` is not an
+/// open eventfd or the kernel does not say.
+pub fn eventfd_id(fd: RawFd) -> Option<u64> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("eventfd-id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Closes descriptor `fd` if it is still the eventfd whose id is `id`: for an eventfd
+/// whose owner gave up ownership with `into_raw_fd` and never closes it. Returns
+/// whether it was closed.
+pub fn close_abandoned_eventfd(fd: RawFd, id: u64) -> bool {
+    if eventfd_id(fd) != Some(id) {
+        return false;
+    }
+    // SAFETY: fd is open and is the very eventfd the caller created (same kernel id,
+    // and ids are never reused while it is open); its last owner let go of it without
+    // closing it, so nobody else will close or use this number.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    true
+}

@@ -152,6 +152,10 @@ pub struct NetBackend<P: NetPort> {
     mem: GuestMem,
     pairs: Vec<Mutex<PairState<P>>>,
     stats: Vec<Arc<QueueStats>>,
+    /// The exit eventfds handed to the workers of the current daemon, by descriptor and
+    /// kernel id: the event loop takes them with `into_raw_fd` and never closes them,
+    /// so [`NetBackend::reclaim_exit_events`] does once the daemon is gone.
+    exit_events: Mutex<Vec<(RawFd, u64)>>,
 }
 
 impl<P: NetPort + 'static> NetBackend<P> {
@@ -195,6 +199,7 @@ impl<P: NetPort + 'static> NetBackend<P> {
             mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
             pairs,
             stats,
+            exit_events: Mutex::new(Vec::new()),
         })
     }
 
@@ -237,6 +242,18 @@ impl<P: NetPort + 'static> NetBackend<P> {
             let mut p = self.lock_pair(i);
             p.detach();
             p.events = Some(r);
+        }
+    }
+
+    /// Closes the exit eventfds of a daemon that has been dropped (its workers joined,
+    /// their epoll closed): `vhost-user-backend` leaks them, one per worker and
+    /// connection. Only a descriptor that is still the same eventfd is closed (on a
+    /// kernel that does not report eventfd ids, nothing is).
+    pub fn reclaim_exit_events(&self) {
+        let taken =
+            std::mem::take(&mut *self.exit_events.lock().unwrap_or_else(|p| p.into_inner()));
+        for (fd, id) in taken {
+            crate::sys::close_abandoned_eventfd(fd, id);
         }
     }
 
@@ -403,9 +420,18 @@ impl<P: NetPort + 'static> VhostUserBackend for NetBackend<P> {
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
         // A fresh eventfd for every worker of every daemon: the event loop never reads it, a
         // reused one would still be signalled and kill the next connection's workers at once.
-        new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
-            .map_err(|e| error!("exit eventfd: {e}"))
-            .ok()
+        let (consumer, notifier) =
+            new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
+                .map_err(|e| error!("exit eventfd: {e}"))
+                .ok()?;
+        let fd = consumer.as_raw_fd();
+        if let Some(id) = crate::sys::eventfd_id(fd) {
+            self.exit_events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((fd, id));
+        }
+        Some((consumer, notifier))
     }
 
     fn stop_vring(&self, queue_index: u32) -> io::Result<()> {

@@ -124,6 +124,9 @@ fn wait_for(control: &Control, fd: Option<BorrowedFd<'_>>, ms: i32) -> bool {
 
 /// The next frontend's connection; `None` when a stop was requested.
 fn next_frontend(mode: &Mode, ends: &Endpoints, control: &Control) -> Option<UnixStream> {
+    if control.stopping() {
+        return None;
+    }
     match (mode, ends.public.as_ref()) {
         (Mode::Server(_), Some(p)) => loop {
             if !wait_for(control, Some(p.listener.as_fd()), -1) {
@@ -197,6 +200,7 @@ pub(super) fn serve<P: NetPort + 'static>(
                     h.send_exit_event();
                 }
                 drop(daemon);
+                backend.reclaim_exit_events();
                 backend.disconnect();
                 return Err(failed("serving a frontend", e));
             }
@@ -206,6 +210,10 @@ pub(super) fn serve<P: NetPort + 'static>(
         control.event(format!("frontend connected (connection {number})"));
         let how = match daemon.wait() {
             Ok(()) => "frontend disconnected".to_string(),
+            // What a VMM that exits, or a guest powered off, looks like.
+            Err(vhost_user_backend::Error::HandleRequest(
+                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+            )) => "frontend disconnected".to_string(),
             Err(e) => format!("connection ended: {e}"),
         };
         // Stop the worker threads, then drop the daemon (which joins them).
@@ -213,6 +221,7 @@ pub(super) fn serve<P: NetPort + 'static>(
             h.send_exit_event();
         }
         drop(daemon);
+        backend.reclaim_exit_events();
         let relayed = relay.join();
         backend.disconnect();
         control.disconnected();
