@@ -36,3 +36,7 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check \
     "maturin>=1.7,<2" pytest pyroute2 ruff mypy typing_extensions uvloop click rich pdoc hypothesis
 VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q
+
+# The QEMU guest of the vhost-user tests: QEMU itself, and a kernel and initramfs in
+# target/guest (downloaded and built once; a no-op when up to date).
+scripts/guest-image
