@@ -83,8 +83,9 @@ impl Ledger {
     #[inline]
     fn bit(&self, addr: u64) -> Option<usize> {
         let frame = self.frame_of(addr);
+        // frame_size is a power of two (FRAME_SIZES): a shift, not a division.
         (frame >= self.lo && frame < self.hi)
-            .then(|| ((frame - self.lo) / self.umem.frame_size as u64) as usize)
+            .then(|| ((frame - self.lo) >> self.umem.frame_size.trailing_zeros()) as usize)
     }
 
     #[inline]

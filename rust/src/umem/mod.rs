@@ -33,7 +33,20 @@ pub fn desc_in_bounds(config: &UmemConfig, addr: u64, len: u32) -> bool {
     }
     let size = fs * config.frame_count as u64;
     let end = addr.saturating_add(len as u64);
-    end <= size && (len == 0 || addr / fs == (end - 1) / fs)
+    if end > size {
+        return false;
+    }
+    if len == 0 {
+        return true;
+    }
+    // Frame sizes are powers of two (FRAME_SIZES): a shift, not a division, on this
+    // per-descriptor path.
+    if fs.is_power_of_two() {
+        let shift = fs.trailing_zeros();
+        addr >> shift == (end - 1) >> shift
+    } else {
+        addr / fs == (end - 1) / fs
+    }
 }
 
 /// The frame geometry of a UMEM.
