@@ -34,7 +34,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check \
-    "maturin>=1.7,<2" pytest pyroute2 ruff mypy typing_extensions uvloop click rich pdoc hypothesis
+    "maturin>=1.7,<2" pytest pyroute2 ruff mypy typing_extensions uvloop click rich pdoc hypothesis numpy
 VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q
 
 # The QEMU guest of the vhost-user tests: QEMU itself, and a kernel and initramfs in

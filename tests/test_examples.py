@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import start_helper, without_privileges
+from packets import frame
 
 from afxdp_rs.pcap import PcapReader
 from afxdp_rs.testbed import VethTestbed
@@ -69,6 +70,25 @@ def test_capture_pcap(bed: VethTestbed, tmp_path: Path) -> None:
     inject(bed, frames)
     assert "captured 100 packets" in finish(proc)
     assert PcapReader(str(path)).frames() == frames
+
+
+def test_port_histogram(bed: VethTestbed) -> None:
+    proc = start("port_histogram.py", bed.inner, "300")
+    wait_attached(bed, bed.inner)
+    dst, src = (
+        bytes.fromhex(bed.inner_mac.replace(":", "")),
+        bytes.fromhex(bed.peer_mac.replace(":", "")),
+    )
+    frames = [
+        frame(
+            dst, src, "10.0.0.2", "10.0.0.1", "udp", bytes(18), ports=(1000, 53 if i % 3 else 443)
+        )
+        for i in range(300)
+    ]
+    inject(bed, frames)
+    out = finish(proc)
+    assert "counted 300 packets" in out
+    assert "port 53: 200" in out and "port 443: 100" in out
 
 
 def test_generator(bed: VethTestbed) -> None:

@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyIndexError, PyTypeError};
@@ -26,18 +26,19 @@ pub(super) struct BatchState {
     /// The frames, until the batch is released.
     pub(super) frames: Option<RxFrames>,
     /// Live buffer exports (memoryviews) of this batch's frames.
-    exports: usize,
+    pub(super) exports: usize,
 }
 
-/// Where a packet is and how long it is (kept after release, for len() and repr()).
-#[derive(Debug, Clone, Copy)]
-struct PacketMeta {
-    /// UMEM address of its first frame.
-    addr: u64,
+/// Where the packets are and how long they are, one entry per packet (kept after
+/// release, for len() and repr(); exported as arrays by the vector API).
+#[derive(Debug, Default)]
+pub(super) struct PacketMeta {
+    /// UMEM address of each packet's first frame.
+    pub(super) addrs: Vec<u64>,
     /// All its bytes.
-    len: u32,
+    pub(super) lens: Vec<u32>,
     /// Frames it spans (more than one: a multi-buffer packet).
-    segments: u32,
+    pub(super) segments: Vec<u32>,
 }
 
 /// Packets received by one `recv()` call. Index it (or iterate) for `Frame` objects;
@@ -45,45 +46,61 @@ struct PacketMeta {
 #[pyclass(frozen, sequence, module = "afxdp_rs._afxdp")]
 pub struct RxBatch {
     core: Arc<Core>,
-    meta: Vec<PacketMeta>,
+    pub(super) meta: PacketMeta,
     pub(super) state: Mutex<BatchState>,
+    /// False once released: what the per-frame calls that do not read packet bytes
+    /// check (the bytes themselves are only reached under `state`'s lock).
+    live: AtomicBool,
 }
 
 impl RxBatch {
     pub(super) fn new(core: Arc<Core>, frames: RxFrames) -> Self {
         RxBatch {
             core,
-            meta: (0..frames.len())
-                .map(|i| {
+            meta: {
+                let n = frames.len();
+                let mut m = PacketMeta {
+                    addrs: Vec::with_capacity(n),
+                    lens: Vec::with_capacity(n),
+                    segments: Vec::with_capacity(n),
+                };
+                for i in 0..n {
                     let descs = frames.packet_descs(i);
-                    PacketMeta {
-                        addr: descs[0].addr,
-                        len: descs.iter().map(|d| d.len).sum(),
-                        segments: descs.len() as u32,
-                    }
-                })
-                .collect(),
+                    m.addrs.push(descs[0].addr);
+                    m.lens.push(descs.iter().map(|d| d.len).sum());
+                    m.segments.push(descs.len() as u32);
+                }
+                m
+            },
             state: Mutex::new(BatchState {
                 frames: Some(frames),
                 exports: 0,
             }),
+            live: AtomicBool::new(true),
+        }
+    }
+
+    /// Fails once the batch is released (for calls that read no packet bytes).
+    #[inline]
+    pub(super) fn check_live_flag(&self) -> PyResult<()> {
+        if self.live.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(released_error())
         }
     }
 
     /// The state, if the batch was not released; the guard keeps it so.
-    fn check_live(&self) -> PyResult<MutexGuard<'_, BatchState>> {
+    pub(super) fn check_live(&self) -> PyResult<MutexGuard<'_, BatchState>> {
         let st = lock(&self.state);
         if st.frames.is_none() {
-            return Err(BatchReleasedError::new_err(
-                "this batch was released: its frames went back to the kernel and may hold \
-                 other packets now; copy data (bytes(frame)) before releasing",
-            ));
+            return Err(released_error());
         }
         Ok(st)
     }
 
     fn index(&self, i: isize) -> PyResult<usize> {
-        let n = self.meta.len() as isize;
+        let n = self.meta.lens.len() as isize;
         let j = if i < 0 { i + n } else { i };
         if j < 0 || j >= n {
             return Err(PyIndexError::new_err(format!(
@@ -105,14 +122,22 @@ impl RxBatch {
             )));
         }
         if let Some(frames) = st.frames.take() {
+            self.live.store(false, Ordering::Release);
             self.core.give_back(frames);
         }
         Ok(())
     }
 }
 
+fn released_error() -> PyErr {
+    BatchReleasedError::new_err(
+        "this batch was released: its frames went back to the kernel and may hold other \
+         packets now; copy data (bytes(frame)) before releasing",
+    )
+}
+
 /// The frames of a live batch (its state guard `st`).
-fn frames<'a>(st: &'a MutexGuard<'_, BatchState>) -> &'a RxFrames {
+pub(super) fn frames<'a>(st: &'a MutexGuard<'_, BatchState>) -> &'a RxFrames {
     st.frames.as_ref().expect("checked live under this guard")
 }
 
@@ -145,29 +170,43 @@ fn packet_bytes<'py>(
 #[pymethods]
 impl RxBatch {
     fn __len__(&self) -> usize {
-        self.meta.len()
+        self.meta.lens.len()
     }
 
     fn __getitem__(slf: &Bound<'_, Self>, i: isize) -> PyResult<Frame> {
         let this = slf.get();
         let index = this.index(i)?;
-        drop(this.check_live()?);
+        this.check_live_flag()?;
         Ok(Frame {
             batch: slf.clone().unbind(),
             index,
         })
     }
 
-    fn __iter__(slf: &Bound<'_, Self>) -> BatchIter {
-        BatchIter {
-            batch: slf.clone().unbind(),
-            next: AtomicUsize::new(0),
-        }
+    /// The frames, made in one go (no call into the extension per frame while the
+    /// loop runs). Iterating a released batch raises; a frame taken from an iterator
+    /// made before the release raises when touched.
+    fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        this.check_live_flag()?;
+        let py = slf.py();
+        let frames = (0..this.meta.lens.len())
+            .map(|index| {
+                Bound::new(
+                    py,
+                    Frame {
+                        batch: slf.clone().unbind(),
+                        index,
+                    },
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(PyTuple::new(py, frames)?.into_any().try_iter()?.into_any())
     }
 
     /// The length of each packet.
     fn lengths(&self) -> Vec<u32> {
-        self.meta.iter().map(|m| m.len).collect()
+        self.meta.lens.clone()
     }
 
     /// Copies the packets end to end into the writable buffer `data` and their lengths
@@ -183,11 +222,11 @@ impl RxBatch {
                 "data and lengths must be writable, contiguous buffers",
             ));
         }
-        let total: usize = self.meta.iter().map(|m| m.len as usize).sum();
-        if out.len_bytes() < total || lens.item_count() < self.meta.len() {
+        let total: usize = self.meta.lens.iter().map(|&l| l as usize).sum();
+        if out.len_bytes() < total || lens.item_count() < self.meta.lens.len() {
             return Err(config_err(format!(
                 "copy_into needs {total} bytes of data and {} lengths; got {} and {}",
-                self.meta.len(),
+                self.meta.lens.len(),
                 out.len_bytes(),
                 lens.item_count()
             )));
@@ -202,12 +241,12 @@ impl RxBatch {
         };
         let mut off = 0;
         let f = frames(&st);
-        for (i, m) in self.meta.iter().enumerate() {
+        for (i, &len) in self.meta.lens.iter().enumerate() {
             for seg in f.segments(i) {
                 dst[off..off + seg.len()].copy_from_slice(seg);
                 off += seg.len();
             }
-            lst[i] = m.len;
+            lst[i] = len;
         }
         Ok(off)
     }
@@ -235,8 +274,8 @@ impl RxBatch {
     /// Copies every packet out as a list of bytes.
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let st = self.check_live()?;
-        let items = (0..self.meta.len())
-            .map(|i| packet_bytes(py, &st, i, self.meta[i].len as usize))
+        let items = (0..self.meta.lens.len())
+            .map(|i| packet_bytes(py, &st, i, self.meta.lens[i] as usize))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
@@ -265,7 +304,7 @@ impl RxBatch {
     fn __repr__(&self) -> String {
         format!(
             "<RxBatch {} packets{}>",
-            self.meta.len(),
+            self.meta.lens.len(),
             if self.released() { " released" } else { "" }
         )
     }
@@ -276,36 +315,10 @@ impl Drop for RxBatch {
         // Dropped without release(): the frames still go back (no view can be alive:
         // each holds a reference to the batch).
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.live.store(false, Ordering::Release);
         if let Some(frames) = st.frames.take() {
             self.core.give_back(frames);
         }
-    }
-}
-
-/// Iterator over the frames of a batch.
-#[pyclass(frozen, module = "afxdp_rs._afxdp")]
-pub struct BatchIter {
-    batch: Py<RxBatch>,
-    next: AtomicUsize,
-}
-
-#[pymethods]
-impl BatchIter {
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        let batch = self.batch.get();
-        if i >= batch.meta.len() {
-            return Ok(None);
-        }
-        drop(batch.check_live()?);
-        Ok(Some(Frame {
-            batch: self.batch.clone_ref(py),
-            index: i,
-        }))
     }
 }
 
@@ -368,7 +381,7 @@ fn export(batch: &RxBatch, index: usize, seg: usize) -> PyResult<(std::ptr::NonN
     Ok(span)
 }
 
-fn unexport(batch: &RxBatch) {
+pub(super) fn unexport(batch: &RxBatch) {
     let mut st = lock(&batch.state);
     st.exports = st.exports.saturating_sub(1);
 }
@@ -377,14 +390,14 @@ fn unexport(batch: &RxBatch) {
 impl Frame {
     fn __len__(&self) -> PyResult<usize> {
         let batch = self.batch.get();
-        drop(batch.check_live()?);
-        Ok(batch.meta[self.index].len as usize)
+        batch.check_live_flag()?;
+        Ok(batch.meta.lens[self.index] as usize)
     }
 
     fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let batch = self.batch.get();
         let st = batch.check_live()?;
-        packet_bytes(py, &st, self.index, batch.meta[self.index].len as usize)
+        packet_bytes(py, &st, self.index, batch.meta.lens[self.index] as usize)
     }
 
     /// What the packet's TCP/UDP checksum says: "complete", "partial", "wrong",
@@ -410,14 +423,14 @@ impl Frame {
     /// Offset of the packet (of its first frame) in the UMEM.
     #[getter]
     fn addr(&self) -> u64 {
-        self.batch.get().meta[self.index].addr
+        self.batch.get().meta.addrs[self.index]
     }
 
     /// How many frames the packet spans: 1, or more for a multi-buffer packet (jumbo
     /// frames), whose bytes are read with `segments()` or `bytes(frame)`.
     #[getter]
     fn nsegments(&self) -> u32 {
-        self.batch.get().meta[self.index].segments
+        self.batch.get().meta.segments[self.index]
     }
 
     /// Zero-copy views of the packet's segments, one per frame, in order (one for an
@@ -425,7 +438,7 @@ impl Frame {
     /// the batch.
     fn segments<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let this = slf.get();
-        let n = this.batch.get().meta[this.index].segments as usize;
+        let n = this.batch.get().meta.segments[this.index] as usize;
         (0..n)
             .map(|seg| {
                 let s = Bound::new(
@@ -454,7 +467,7 @@ impl Frame {
         let (ptr, len) = {
             let this = slf.get();
             let batch = this.batch.get();
-            let n = batch.meta[this.index].segments;
+            let n = batch.meta.segments[this.index];
             if n > 1 {
                 return Err(pyo3::exceptions::PyBufferError::new_err(format!(
                     "this packet spans {n} frames (multi-buffer): read it with \
@@ -479,14 +492,18 @@ impl Frame {
 
     fn __repr__(&self) -> String {
         let batch = self.batch.get();
-        let m = batch.meta[self.index];
-        let segs = if m.segments > 1 {
-            format!(" segments={}", m.segments)
+        let (addr, len, segments) = (
+            batch.meta.addrs[self.index],
+            batch.meta.lens[self.index],
+            batch.meta.segments[self.index],
+        );
+        let segs = if segments > 1 {
+            format!(" segments={segments}")
         } else {
             String::new()
         };
         let released = if batch.released() { " released" } else { "" };
-        format!("<Frame addr={} len={}{segs}{released}>", m.addr, m.len)
+        format!("<Frame addr={addr} len={len}{segs}{released}>")
     }
 }
 

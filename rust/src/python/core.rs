@@ -1,8 +1,10 @@
 //! The state a Python socket shares with its batches and waiters, and how calls reach
-//! it: the socket's mutex is only ever taken with the GIL released (`py.detach`), so a
-//! thread blocked in a wait never holds the GIL and another thread holding the GIL
-//! never waits for the socket while the first one waits for the GIL. Long waits are cut
-//! in slices so that Ctrl-C (Python's signal handlers) is seen.
+//! it: the socket's mutex is only ever *waited for* with the GIL released
+//! (`py.detach`), so a thread blocked in a wait never holds the GIL and another thread
+//! holding the GIL never waits for the socket while the first one waits for the GIL.
+//! With the GIL held it is only ever tried (`try_locked`): the fast path of a call
+//! that has nothing to wait for. Long waits are cut in slices so that Ctrl-C (Python's
+//! signal handlers) is seen.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -25,7 +27,13 @@ pub(super) struct Core {
     closing: AtomicBool,
     /// Set by stop_loop(): the running Rust loop ends early.
     interrupt: AtomicBool,
+    /// Emptied RxFrames of released batches, reused by the next receives (no
+    /// allocation per batch).
+    spare: Mutex<Vec<RxFrames>>,
 }
+
+/// How many emptied RxFrames a socket keeps for reuse.
+const SPARE_FRAMES: usize = 8;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -38,6 +46,28 @@ impl Core {
             closed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             interrupt: AtomicBool::new(false),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on the open socket if no other thread is using it, without waiting
+    /// (callable with the GIL held); None when the socket is busy.
+    pub(super) fn try_locked<R>(
+        &self,
+        f: impl FnOnce(&mut XskSocket) -> Result<R, Error>,
+    ) -> Option<Result<R, Error>> {
+        let mut guard = self.inner.try_lock().ok()?;
+        let Some(sock) = guard.as_mut() else {
+            return Some(Err(Error::closed()));
+        };
+        Some(sock.check_process().and_then(|()| f(sock)))
+    }
+
+    /// An empty RxFrames for `sock`, reused from a released batch when there is one.
+    pub(super) fn frames_for(&self, sock: &XskSocket, capacity: usize) -> RxFrames {
+        match lock(&self.spare).pop() {
+            Some(f) => f,
+            None => sock.rx_frames(capacity),
         }
     }
 
@@ -59,6 +89,12 @@ impl Core {
         if let Ok(mut guard) = self.inner.try_lock() {
             if let Some(sock) = guard.as_mut().filter(|s| !s.forked()) {
                 sock.recycle(&mut frames);
+                if frames.is_empty() {
+                    let mut spare = lock(&self.spare);
+                    if spare.len() < SPARE_FRAMES {
+                        spare.push(frames);
+                    }
+                }
             }
         }
     }

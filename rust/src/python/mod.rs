@@ -7,6 +7,7 @@
 //! * `core`: the state a socket shares with its batches, locking and sliced waits;
 //! * `socket`: `XskSocket`;
 //! * `batch`: `RxBatch`, `Frame` and the buffer protocol;
+//! * `vector`: the batch's arrays for numpy (offsets, lengths, the UMEM, fields);
 //! * `tools`: the test rig's methods of `XskSocket` (Rust loops, sequence_check);
 //! * `forwarder`: `Forwarder`, zero-copy forwarding between two interfaces;
 //! * `program`: `XdpProgram` and `interface_info`;
@@ -20,6 +21,7 @@ mod forwarder;
 mod program;
 mod socket;
 mod tools;
+mod vector;
 mod vhost;
 
 use pyo3::prelude::*;
@@ -29,8 +31,9 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<socket::PySocket>()?;
     m.add_class::<batch::RxBatch>()?;
     m.add_class::<batch::Frame>()?;
-    m.add_class::<batch::BatchIter>()?;
     m.add_class::<batch::Segment>()?;
+    m.add_class::<vector::PacketArray>()?;
+    m.add_class::<vector::UmemView>()?;
     m.add_class::<program::PyXdpProgram>()?;
     m.add_class::<forwarder::PyForwarder>()?;
     m.add_class::<vhost::PyVhostUser>()?;

@@ -258,20 +258,47 @@ impl PySocket {
             return Err(config_err("max=0: ask for at least one packet"));
         }
         let timeout = timeout_arg(timeout)?;
-        // A batch never holds more than the rx ring can: clamp before allocating.
-        let (max, watch, mut frames) = self.with_socket(py, |s| {
+        // Fast path: the socket is free (no other thread in a call): take what is
+        // there without releasing the GIL, into reused RxFrames.
+        let fast = self.core.try_locked(|s| {
             let max = max.min(s.config().rx_size.max(1));
-            Ok((max, s.watch(), s.rx_frames(max as usize)))
-        })?;
-        // Take what is there with the socket locked; wait with it unlocked, so other
-        // threads can send meanwhile.
-        let got = sliced_wait(py, timeout, |slice| {
-            if self.core.locked(|s| s.recv(max, &mut frames))? > 0 {
-                return Ok(Some(()));
+            let mut frames = self.core.frames_for(s, max as usize);
+            let got = s.recv(max, &mut frames)?;
+            Ok((max, got, s.watch(), frames))
+        });
+        let looked = fast.is_some();
+        let (max, got, watch, mut frames) = match fast {
+            Some(r) => r?,
+            None => {
+                // A batch never holds more than the rx ring can: clamp before
+                // allocating.
+                let (max, watch, frames) = self.with_socket(py, |s| {
+                    let max = max.min(s.config().rx_size.max(1));
+                    Ok((max, s.watch(), s.rx_frames(max as usize)))
+                })?;
+                (max, 0, watch, frames)
             }
-            watch.wait(libc::POLLIN, Some(slice))?;
-            Ok((self.core.locked(|s| s.recv(max, &mut frames))? > 0).then_some(()))
-        })?;
+        };
+        if got == max || (got > 0 && linger.is_zero()) || timeout.is_some_and(|t| t.is_zero()) {
+            return Ok(RxBatch::new(Arc::clone(&self.core), frames));
+        }
+        // Wait with the socket unlocked, so other threads can send meanwhile; take
+        // what came with it locked.
+        let got = if got > 0 {
+            Some(())
+        } else {
+            let mut skip = looked;
+            sliced_wait(py, timeout, |slice| {
+                // When the fast path just found the ring empty, wait before looking
+                // again.
+                if !std::mem::take(&mut skip) && self.core.locked(|s| s.recv(max, &mut frames))? > 0
+                {
+                    return Ok(Some(()));
+                }
+                watch.wait(libc::POLLIN, Some(slice))?;
+                Ok((self.core.locked(|s| s.recv(max, &mut frames))? > 0).then_some(()))
+            })?
+        };
         if got.is_some() && (frames.len() as u32) < max && !linger.is_zero() {
             // Let more packets gather before handing out the batch: fewer wakeups (and
             // less CPU) per packet, at the cost of up to `linger` of latency.
