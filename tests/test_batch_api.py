@@ -90,3 +90,30 @@ def test_bench_command_runs_every_path(workload: str) -> None:
     rows = re.findall(r"│\s+(python|rust|af_packet)\s+│\s+([\d.]+)\s+│", r.stdout)
     assert [p for p, _ in rows] == ["python", "rust", "af_packet"], r.stdout
     assert all(float(mpps) > 0 for _, mpps in rows), r.stdout
+
+
+def test_bench_busy_poll_mode_and_drain_cost() -> None:
+    def bench(*args: str) -> tuple[str, str]:
+        r = subprocess.run(
+            [sys.executable, "-m", "afxdp_rs", "bench", *args, "-d", "0.3"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout, r.stderr
+
+    out, err = bench("rxdrop", "--busy-poll")
+    assert "busy-poll mode" in out, out
+    # veth gives the socket no NAPI ID: said when the socket opens, and in the table.
+    assert "busy_poll on xdp0 has no effect" in err, err
+    assert "busy_poll=inactive" in out, out
+    out, _ = bench("drain")
+    rows = re.findall(r"│\s+drain ([a-z+:]+(?: [a-z+]+)?)\s+│\s+([\d.]+)\s+│", out)
+    assert [b for b, _ in rows] == [
+        "recv+release",
+        "recv+iterate+release",
+        "vector: field+bincount",
+    ], out
+    assert all(float(mpps) > 0 for _, mpps in rows), out

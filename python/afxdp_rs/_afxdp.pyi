@@ -44,8 +44,11 @@ class XskSocket:
     frames: tuple[int, int]
     warnings: list[str]
     offload_changes: list[str]
+    busy_poll: bool
     @property
     def closed(self) -> bool: ...
+    @property
+    def napi_id(self) -> int: ...
     def __new__(
         cls,
         ifname: str,
@@ -74,6 +77,9 @@ class XskSocket:
         multi_buffer: bool | Literal["auto"] | None = None,
         match: str | None = None,
         timestamps: bool = False,
+        busy_poll: bool = False,
+        busy_poll_usecs: int = 20,
+        busy_poll_budget: int = 64,
     ) -> Self: ...
     def set_match(self, filter: str | None) -> None: ...
     @property

@@ -8,6 +8,18 @@ Each workload runs through one or more *paths*:
 * ``af_packet``: Python's own AF_PACKET sockets (``recv_into``/``send``), what Python
   programs use today.
 
+A receiver waits for packets in one of three ways (``Options.wait``):
+
+* ``spin``: asks again at once (``recv(timeout=0)``), one core at 100 %;
+* ``poll``: sleeps in poll(2) until packets come;
+* ``busy-poll``: spins on a socket opened with ``busy_poll=True``, so that each empty
+  look is a system call in which the kernel polls the device itself (preferred busy
+  polling; only where the socket gets a NAPI ID: not on veth, not in skb mode).
+
+The ``drain`` workload measures the Python API's cost per packet without the kernel in
+the way: the rx ring is filled first, then emptied by ``recv``/``release`` alone, with
+iteration over the frames, and with the vector API (numpy, when installed).
+
 Without an interface the benchmark builds its own veth test bed. Traffic for rxdrop and
 l2fwd comes from a send-only AF_XDP socket on the peer end, driven by the Rust loop in
 its own thread, at full rate. Every packet is accounted for: what the generator sent,
@@ -31,7 +43,8 @@ from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
 __all__ = ["Options", "Result", "run"]
 
 PATHS = ("python", "rust", "af_packet")
-WORKLOADS = ("rxdrop", "txonly", "l2fwd", "forward", "tcp")
+WORKLOADS = ("rxdrop", "txonly", "l2fwd", "forward", "tcp", "drain")
+WAITS = ("spin", "poll", "busy-poll")
 
 
 @dataclasses.dataclass
@@ -46,12 +59,19 @@ class Options:
     frame_size: int = 4096
     size: int = 64
     duration: float = 2.0
-    poll: bool = False
+    #: How a receiver waits: spin, poll or busy-poll (see the module's text).
+    wait: str = "spin"
     #: After a batch that was not full, wait this long (seconds) for more packets.
     linger: float = 0.0
     #: rxdrop on this many queues at once (one socket, receiver thread and generator each).
     queues: int = 1
     paths: tuple[str, ...] = ("python",)
+    #: With the rxdrop workload, also measure the drain cost (the ``drain`` workload).
+    drain: bool = False
+
+    @property
+    def poll(self) -> bool:
+        return self.wait == "poll"
 
 
 @dataclasses.dataclass
@@ -78,7 +98,24 @@ class Result:
 
 
 def _socket(o: Options, ifname: str, **kw: Any) -> XskSocket:
-    return XskSocket(ifname, o.queue, mode=o.mode, bind=o.bind, frame_size=o.frame_size, **kw)
+    return XskSocket(
+        ifname,
+        o.queue,
+        mode=o.mode,
+        bind=o.bind,
+        frame_size=o.frame_size,
+        busy_poll=o.wait == "busy-poll",
+        busy_poll_budget=o.batch,
+        **kw,
+    )
+
+
+def _busy_poll_detail(o: Options, sock: XskSocket) -> dict[str, Any]:
+    """Whether the kernel could busy-poll for the socket (it needs a NAPI ID)."""
+    if o.wait != "busy-poll":
+        return {}
+    napi = sock.napi_id
+    return {"napi_id": napi} if napi else {"busy_poll": "inactive"}
 
 
 def _packet_socket(o: Options, ifname: str) -> socket.socket:
@@ -243,10 +280,11 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
                 got, cpu = _timed(total, _recv_step(o, sock), gen)
             g = gen.join()
             st = sock.statistics()
+            busy = _busy_poll_detail(o, sock)
         finally:
             sock.close()
     kernel = {k: st[k] for k in ("rx_dropped", "rx_ring_full")}
-    return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, kernel)
+    return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, kernel | busy)
 
 
 def _one(n: int, addr: Any) -> int:
@@ -350,9 +388,7 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
     with contextlib.ExitStack() as stack:
         socks = []
         for q in range(o.queues):
-            sock = XskSocket(
-                tb.inner, q, mode=o.mode, bind=o.bind, frame_size=o.frame_size, tx_size=0
-            )
+            sock = _socket(dataclasses.replace(o, queue=q), tb.inner, tx_size=0)
             stack.callback(sock.close)
             socks.append(sock)
         gens = [
@@ -374,10 +410,83 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
     return Result(name, got, secs, offered, got, cpu, kernel)
 
 
+#: What the drain workload does with each batch.
+DRAIN_BODIES = ("recv+release", "recv+iterate+release", "vector: field+bincount")
+
+
+def _drain_once(sock: XskSocket, batch: int, body: str, np: Any) -> int:
+    """Empties the rx ring in batches, doing `body` with each; returns the packets."""
+    n = 0
+    while True:
+        b = sock.recv(batch, timeout=0)
+        k = len(b)
+        if not k:
+            b.release()
+            return n
+        if body == "recv+iterate+release":
+            for f in b:
+                len(f)
+        elif body != "recv+release":
+            np.bincount(np.frombuffer(memoryview(b.field(36, 2)), ">u2"))
+        b.release()
+        n += k
+
+
+def _drain(o: Options, tb: VethTestbed, packet: bytes) -> list[Result]:
+    """The Python API's cost per packet with the kernel out of the way: a send-only
+    socket on the peer fills the receiver's rx ring (2,048 packets) while nobody
+    receives, then the receiver empties it; only the emptying is timed."""
+    numpy: Any
+    try:
+        import numpy  # optional: only for the vector body
+    except ImportError:
+        numpy = None
+    bodies = DRAIN_BODIES if numpy is not None else DRAIN_BODIES[:2]
+    rounds = max(3, int(o.duration * 10))
+    results = []
+    with contextlib.ExitStack() as stack:
+        gen = XskSocket(tb.peer, 0, rx_size=0, frame_size=o.frame_size)
+        stack.callback(gen.close)
+        sock = _socket(o, tb.inner, tx_size=0)
+        stack.callback(sock.close)
+        packets = [packet] * 2048  # the receiver's fill ring holds 2,048 frames
+        for body in bodies:
+            per_round: list[float] = []
+            total, seconds = 0, 0.0
+            for _ in range(rounds):
+                gen.send(packets, timeout=2.0)
+                gen.flush(timeout=2.0)
+                time.sleep(0.02)  # let the kernel finish delivering
+                t0 = time.perf_counter()
+                n = _drain_once(sock, o.batch, body, numpy)
+                dt = time.perf_counter() - t0
+                if n:
+                    per_round.append(dt / n * 1e9)
+                    total, seconds = total + n, seconds + dt
+            per_round.sort()
+            spread = (
+                f"{per_round[0]:.0f}-{per_round[len(per_round) // 2]:.0f} ns" if per_round else "-"
+            )
+            results.append(
+                Result(
+                    f"drain {body}",
+                    total,
+                    seconds,
+                    rounds * len(packets),
+                    total,
+                    seconds,
+                    {"min-median": spread},
+                )
+            )
+    return results
+
+
 def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Result]:
     """Runs the workload through each of ``o.paths``; returns one Result per path."""
     if o.workload not in WORKLOADS:
         raise ValueError(f"workload={o.workload!r}: use {', '.join(WORKLOADS)}")
+    if o.wait not in WAITS:
+        raise ValueError(f"wait={o.wait!r}: use {', '.join(WAITS)}")
     for p in o.paths:
         if p not in PATHS:
             raise ValueError(f"path {p!r}: use {', '.join(PATHS)}")
@@ -407,6 +516,14 @@ def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Resu
             + ETH_P_AFXDP_TEST.to_bytes(2, "big")
         )
         packet = head + bytes(max(0, o.size - len(head)))
+        if o.workload == "drain" or (o.drain and o.workload == "rxdrop"):
+            assert tb is not None  # checked by run()
+            for r in _drain(o, tb, packet):
+                results.append(r)
+                if report:
+                    report(r)
+            if o.workload == "drain":
+                return
         for path in o.paths:
             if o.queues > 1:
                 if o.workload != "rxdrop" or tb is None or path == "af_packet":
@@ -426,6 +543,8 @@ def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Resu
             if report:
                 report(r)
 
+    if o.workload == "drain" and o.ifname is not None:
+        raise ValueError("drain runs on its own test bed: leave out --interface")
     if o.queues > 1 and (o.workload != "rxdrop" or o.ifname is not None):
         raise ValueError("--queues applies to rxdrop on the built-in test bed")
     if o.ifname is None:

@@ -13,7 +13,9 @@ from afxdp_rs.cli.common import (
 
 
 @click.command()
-@click.argument("workload", type=click.Choice(["rxdrop", "txonly", "l2fwd", "forward", "tcp"]))
+@click.argument(
+    "workload", type=click.Choice(["rxdrop", "txonly", "l2fwd", "forward", "tcp", "drain"])
+)
 @click.option("-i", "--interface", "ifname", help="interface (default: own veth test bed)")
 @click.option("--peer", help="interface the generator sends from (rxdrop, l2fwd)")
 @click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
@@ -32,7 +34,15 @@ from afxdp_rs.cli.common import (
     help="packet size; above 1514 the test bed gets a jumbo MTU (multi-buffer)",
 )
 @click.option("-d", "--duration", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True)
-@click.option("-p", "--poll", is_flag=True, help="wait in poll(2) instead of spinning")
+@click.option("-p", "--poll", "wait", flag_value="poll", help="wait in poll(2) instead of spinning")
+@click.option(
+    "-B",
+    "--busy-poll",
+    "wait",
+    flag_value="busy-poll",
+    help="spin on a socket with preferred busy polling (the kernel polls the device "
+    "in the receiver's system calls; needs a NAPI ID, which veth lacks)",
+)
 @click.option(
     "--linger-us",
     type=click.IntRange(0, 100_000),
@@ -40,7 +50,11 @@ from afxdp_rs.cli.common import (
     show_default=True,
     help="after a batch that was not full, wait this long for more (all paths)",
 )
-@click.option("--compare", is_flag=True, help="also run the Rust loop and AF_PACKET")
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="also run the Rust loop and AF_PACKET (rxdrop: and the drain cost)",
+)
 @click.option(
     "--queues",
     type=click.IntRange(1, 64),
@@ -59,14 +73,14 @@ def bench(
     frame_size: str,
     size: int,
     duration: float,
-    poll: bool,
+    wait: str | None,
     linger_us: int,
     compare: bool,
     queues: int,
 ) -> None:
-    """Measure rxdrop, txonly, l2fwd, forward (both ways between two interfaces) or tcp
-    (iperf3 between two stacks through the forwarder): packets/s, loss and CPU time
-    per packet."""
+    """Measure rxdrop, txonly, l2fwd, forward (both ways between two interfaces), tcp
+    (iperf3 between two stacks through the forwarder) or drain (the Python API's cost
+    per packet on a full rx ring): packets/s, loss and CPU time per packet."""
     need_root()
     from afxdp_rs.bench import PATHS, Options, Result, run
 
@@ -81,15 +95,15 @@ def bench(
         frame_size=int(frame_size),
         size=size,
         duration=duration,
-        poll=poll,
+        wait=wait or "spin",
         linger=linger_us / 1e6,
         queues=queues,
         paths=PATHS if compare else ("python",),
+        drain=compare and ifname is None,
     )
     table = Table(
         title=f"{workload}, {size}-byte packets, batch {batch}, "
-        f"{'poll' if poll else 'busy-poll'} mode"
-        + (f", linger {linger_us} us" if linger_us else "")
+        f"{opts.wait} mode" + (f", linger {linger_us} us" if linger_us else "")
     )
     for col in ("path", "Mpps", "Gbit/s", "offered", "arrived", "lost", "cpu ns/pkt", "kernel"):
         table.add_column(col, justify="right")

@@ -18,7 +18,9 @@ use super::core::{lock, send_slice, sliced_wait, Core};
 use super::errors::{config_err, warn_all, QueueError};
 use crate::error::Error;
 use crate::program::XdpMode;
-use crate::socket::{BindMode, MapSource, SocketConfig, Steering, SteeringOptions, XskSocket};
+use crate::socket::{
+    BindMode, BusyPoll, MapSource, SocketConfig, Steering, SteeringOptions, XskSocket,
+};
 use crate::umem::{frame_size_error, UmemConfig};
 
 /// The rules of a `match` filter (None: all packets).
@@ -61,6 +63,10 @@ pub struct PySocket {
     /// What fix_offloads=True turned off, one line each.
     #[pyo3(get)]
     offload_changes: Vec<String>,
+    /// Whether the socket asked the kernel for preferred busy polling (see napi_id
+    /// for whether the kernel can do it here).
+    #[pyo3(get)]
+    busy_poll: bool,
     fd: i32,
 }
 
@@ -125,11 +131,12 @@ impl PySocket {
         rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
         inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
         shared_umem = None, frames = None, hold_fds = None, complete_checksums = false,
-        fix_offloads = false, multi_buffer = None, r#match = None, timestamps = false
+        fix_offloads = false, multi_buffer = None, r#match = None, timestamps = false,
+        busy_poll = false, busy_poll_usecs = 20, busy_poll_budget = 64
     ))]
     // pyo3 writes the default of a raw identifier as `...`: spell the signature out.
     #[pyo3(
-        text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None, timestamps=False)"#
+        text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None, timestamps=False, busy_poll=False, busy_poll_usecs=20, busy_poll_budget=64)"#
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -159,6 +166,9 @@ impl PySocket {
         multi_buffer: Option<&Bound<'_, PyAny>>,
         r#match: Option<&str>,
         timestamps: bool,
+        busy_poll: bool,
+        busy_poll_usecs: i64,
+        busy_poll_budget: i64,
     ) -> PyResult<Self> {
         let queue = u32::try_from(queue).map_err(|_| {
             QueueError::new_err(format!(
@@ -208,6 +218,14 @@ impl PySocket {
                 .into_iter()
                 .map(|fd| fd_arg("hold_fds", fd).map(Arc::new))
                 .collect::<PyResult<_>>()?,
+            busy_poll: if busy_poll {
+                Some(BusyPoll {
+                    usecs: u32_arg("busy_poll_usecs", busy_poll_usecs)?,
+                    budget: u32_arg("busy_poll_budget", busy_poll_budget)?,
+                })
+            } else {
+                None
+            },
             ..SocketConfig::default()
         };
         let fd = sock_fd.map(|fd| fd_arg("sock_fd", fd)).transpose()?;
@@ -231,6 +249,7 @@ impl PySocket {
             frames: sock.frames(),
             max_packet: sock.max_packet(),
             fd: sock.fd().as_raw_fd(),
+            busy_poll,
             core: Arc::new(Core::new(sock)),
         })
     }
@@ -294,6 +313,18 @@ impl PySocket {
                 if !std::mem::take(&mut skip) && self.core.locked(|s| s.recv(max, &mut frames))? > 0
                 {
                     return Ok(Some(()));
+                }
+                if self.busy_poll {
+                    // Busy polling: each recv that finds the ring empty makes the
+                    // system call in which the kernel polls the device; sleeping
+                    // would leave the packets to the gro_flush_timeout timer.
+                    let until = Instant::now() + slice;
+                    while Instant::now() < until {
+                        if self.core.locked(|s| s.recv(max, &mut frames))? > 0 {
+                            return Ok(Some(()));
+                        }
+                    }
+                    return Ok(None);
                 }
                 watch.wait(libc::POLLIN, Some(slice))?;
                 Ok((self.core.locked(|s| s.recv(max, &mut frames))? > 0).then_some(()))
@@ -497,6 +528,14 @@ impl PySocket {
     fn get_match(&self, py: Python<'_>) -> PyResult<Option<String>> {
         let rules = self.with_socket(py, |s| Ok(s.match_rules().to_vec()))?;
         Ok((!rules.is_empty()).then(|| crate::flow::describe(&rules)))
+    }
+
+    /// The NAPI ID the kernel gave the socket with its packets: 0 before the first
+    /// packet, and always on devices without NAPI IDs (veth, skb mode), where
+    /// busy_poll has no effect.
+    #[getter]
+    fn napi_id(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with_socket(py, |s| s.napi_id())
     }
 
     /// Whether the kernel asked for a system call to go on sending (with frames

@@ -57,6 +57,28 @@ pub struct Context<'a> {
     pub multi_buffer: bool,
 }
 
+/// Where preferred busy polling cannot work: skb mode and veth give the socket no NAPI
+/// ID (measured on Linux 6.18), so the kernel processes the packets in softirq as
+/// without it. Whether it works is known for sure once packets came: see
+/// [`XskSocket::napi_id`](crate::XskSocket::napi_id).
+pub fn busy_poll(ifname: &str, skb_mode: bool) -> Option<Advice> {
+    let why = if skb_mode {
+        "XDP runs in skb mode, which has no NAPI ID for the socket"
+    } else if netdev::if_driver(ifname).as_deref() == Some("veth") {
+        "veth gives an AF_XDP socket no NAPI ID"
+    } else {
+        return None;
+    };
+    Some(Advice {
+        ifname: ifname.to_string(),
+        features: Vec::new(),
+        message: format!(
+            "busy_poll on {ifname} has no effect: {why}, so the kernel cannot busy-poll for \
+             it and packets are processed in softirq as without busy_poll"
+        ),
+    })
+}
+
 /// The `ethtool -K` command that turns `features` off, with ethtool's short names
 /// where one covers a group (`tx` for the checksum offloads, `tso`, `gso`, `gro`,
 /// `lro`).

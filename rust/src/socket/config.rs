@@ -54,6 +54,55 @@ pub enum MultiBuffer {
     Off,
 }
 
+/// Preferred busy polling (`SO_PREFER_BUSY_POLL`): the kernel runs the device's NAPI
+/// in the receiving process's system calls instead of in softirq, and the process
+/// must keep calling (a receive loop does). Works where the kernel gives the socket a
+/// NAPI ID (a real NIC's driver); veth and skb mode have none (see
+/// [`XskSocket::napi_id`](crate::XskSocket::napi_id)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusyPoll {
+    /// `SO_BUSY_POLL`: how long one system call may poll the device, in microseconds.
+    pub usecs: u32,
+    /// `SO_BUSY_POLL_BUDGET`: packets per poll (the batch size).
+    pub budget: u32,
+}
+
+impl Default for BusyPoll {
+    fn default() -> Self {
+        BusyPoll {
+            usecs: 20,
+            budget: 64,
+        }
+    }
+}
+
+impl BusyPoll {
+    pub fn validate(&self) -> Result<()> {
+        if self.usecs == 0 || self.usecs > i32::MAX as u32 {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "busy_poll_usecs={}: use a time from 1 to {} microseconds (20 is usual)",
+                    self.usecs,
+                    i32::MAX
+                ),
+            ));
+        }
+        if self.budget == 0 || self.budget > u16::MAX as u32 {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "busy_poll_budget={}: use a packet count from 1 to {} (the batch size, \
+                     e.g. 64)",
+                    self.budget,
+                    u16::MAX
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How packets reach the socket: which XDP program redirects them, and how the socket
 /// gets into that program's XSKMAP.
 #[derive(Debug, Clone)]
@@ -191,6 +240,8 @@ pub struct SocketConfig {
     /// How long to retry a bind that the kernel answers with EBUSY (a socket on the
     /// same queue that was just closed is torn down asynchronously).
     pub bind_retry: Duration,
+    /// Preferred busy polling; `None`: the kernel's default (interrupts and softirq).
+    pub busy_poll: Option<BusyPoll>,
 }
 
 impl Default for SocketConfig {
@@ -212,6 +263,7 @@ impl Default for SocketConfig {
             frames: None,
             hold: Vec::new(),
             bind_retry: Duration::from_secs(2),
+            busy_poll: None,
         }
     }
 }
@@ -245,6 +297,9 @@ impl SocketConfig {
         check_ring("comp_size", self.comp_size, false)?;
         check_ring("rx_size", self.rx_size, true)?;
         check_ring("tx_size", self.tx_size, true)?;
+        if let Some(b) = &self.busy_poll {
+            b.validate()?;
+        }
         if self.rx_size == 0 && self.tx_size == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,

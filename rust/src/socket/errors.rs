@@ -121,6 +121,36 @@ pub(super) fn umem_error(cfg: &UmemConfig, e: io::Error) -> Error {
     }
 }
 
+/// A busy-polling socket option the kernel refused.
+pub(super) fn busy_poll_refused(ifname: &str, option: &str, value: i32, e: io::Error) -> Error {
+    let errno = e.raw_os_error().unwrap_or(0);
+    let (kind, why) = match errno {
+        libc::EPERM | libc::EACCES => (
+            ErrorKind::Permission,
+            "needs CAP_NET_ADMIN (without it a socket may only lower these values): run \
+             with CAP_NET_ADMIN, or open the socket without busy_poll"
+                .to_string(),
+        ),
+        libc::ENOPROTOOPT => (
+            ErrorKind::InvalidConfig,
+            "is unknown to this kernel (preferred busy polling needs Linux 5.11 or later \
+             built with CONFIG_NET_RX_BUSY_POLL): open the socket without busy_poll"
+                .to_string(),
+        ),
+        libc::EINVAL => (
+            ErrorKind::InvalidConfig,
+            "is out of the kernel's range: use smaller busy_poll_usecs/busy_poll_budget"
+                .to_string(),
+        ),
+        _ => (ErrorKind::Os, format!("failed: {e}")),
+    };
+    Error::new(
+        kind,
+        format!("busy_poll on {ifname}: setting {option}={value} {why}"),
+    )
+    .with_errno(errno)
+}
+
 /// A failed kick or wakeup on a bound socket.
 pub(super) fn io_error(ifname: &str, queue: u32, what: &str, e: io::Error) -> Error {
     match e.raw_os_error() {

@@ -33,7 +33,9 @@ pub mod watch;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-pub use config::{BindMode, MapSource, MultiBuffer, SocketConfig, Steering, SteeringOptions};
+pub use config::{
+    BindMode, BusyPoll, MapSource, MultiBuffer, SocketConfig, Steering, SteeringOptions,
+};
 pub use forward::Forwarded;
 pub use ledger::FrameCounts;
 pub use tx::SendStep;
@@ -190,6 +192,13 @@ impl XskSocket {
     /// Whether the kernel really runs this socket in zero-copy mode (`XDP_OPTIONS`).
     pub fn zerocopy(&self) -> bool {
         self.zerocopy
+    }
+
+    /// The NAPI ID the kernel gave the socket with the packets it delivered
+    /// (`SO_INCOMING_NAPI_ID`): 0 before the first packet, and always on devices
+    /// without NAPI IDs (veth, skb mode). Busy polling works only with one.
+    pub fn napi_id(&self) -> Result<u32> {
+        sys::xsk::napi_id(self.fd()).map_err(|e| Error::os("reading SO_INCOMING_NAPI_ID", e))
     }
 
     /// Changes which packets of the queue come to this socket, at once: those matching

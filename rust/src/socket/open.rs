@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::advice;
-use super::config::{BindMode, MultiBuffer, SocketConfig};
+use super::config::{BindMode, BusyPoll, MultiBuffer, SocketConfig};
 use super::errors::{self, L2_OVERHEAD};
 use super::ledger::Ledger;
 use super::steer::Registration;
@@ -88,6 +88,9 @@ impl XskSocket {
             }
             None => sys::xsk::socket()?,
         };
+        if let Some(b) = config.busy_poll {
+            enable_busy_poll(fd.as_fd(), ifname, b)?;
+        }
         if share.is_none() {
             register_umem(fd.as_fd(), &umem)?;
         }
@@ -125,6 +128,10 @@ impl XskSocket {
         } else {
             (Vec::new(), Vec::new())
         };
+        let mut advice = advice;
+        if config.busy_poll.is_some() {
+            advice.extend(advice::busy_poll(ifname, registration.skb_mode()));
+        }
         let count = frames.1 - frames.0;
         // Keep frames for tx when the socket also sends: up to a tx ring's worth, at
         // most half of them.
@@ -180,6 +187,15 @@ impl XskSocket {
         registration.register(fd.as_fd(), &config.rules, config.timestamps)?;
         Ok(sock)
     }
+}
+
+fn enable_busy_poll(fd: BorrowedFd<'_>, ifname: &str, b: BusyPoll) -> Result<()> {
+    let values = [1, b.usecs as i32, b.budget as i32];
+    for ((opt, name), value) in sys::xsk::BUSY_POLL_OPTIONS.into_iter().zip(values) {
+        sys::xsk::set_socket_int(fd, opt, value)
+            .map_err(|e| errors::busy_poll_refused(ifname, name, value, e))?;
+    }
+    Ok(())
 }
 
 /// The queue must exist on each side the socket uses (when the driver says how many

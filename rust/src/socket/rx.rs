@@ -33,7 +33,11 @@ impl XskSocket {
     /// Makes the system call the kernel asked for on the fill ring (or always, without
     /// need_wakeup).
     pub(super) fn kick_rx_if_needed(&mut self) -> Result<()> {
-        if self.config.need_wakeup && !self.rings.fill.needs_wakeup() {
+        // A busy-polling socket drives the device's NAPI with this call: always make it.
+        if self.config.busy_poll.is_none()
+            && self.config.need_wakeup
+            && !self.rings.fill.needs_wakeup()
+        {
             return Ok(());
         }
         self.counters.rx_wakeups += 1;

@@ -128,7 +128,7 @@ impl XskSocket {
         let Some(tx) = self.rings.tx.as_ref() else {
             return Ok(());
         };
-        if self.config.need_wakeup && !tx.needs_wakeup() {
+        if self.config.busy_poll.is_none() && self.config.need_wakeup && !tx.needs_wakeup() {
             return Ok(());
         }
         loop {

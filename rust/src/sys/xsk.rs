@@ -80,12 +80,21 @@ pub fn check_fd(fd: BorrowedFd<'_>) -> Result<()> {
 
 /// setsockopt(SOL_XDP, name) with a plain-old-data value.
 pub fn set_opt<T: Copy>(fd: BorrowedFd<'_>, name: libc::c_int, value: &T) -> io::Result<()> {
+    set_opt_at(fd, SOL_XDP, name, value)
+}
+
+fn set_opt_at<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: value points to size_of::<T>() readable bytes for the duration of the
     // call; T is a repr(C) plain-old-data type the kernel reads by value.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            SOL_XDP,
+            level,
             name,
             (value as *const T).cast(),
             size_of::<T>() as libc::socklen_t,
@@ -96,6 +105,31 @@ pub fn set_opt<T: Copy>(fd: BorrowedFd<'_>, name: libc::c_int, value: &T) -> io:
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The socket options of preferred busy polling, in the order they are set:
+/// `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` (microseconds), `SO_BUSY_POLL_BUDGET`.
+pub const BUSY_POLL_OPTIONS: [(libc::c_int, &str); 3] = [
+    (libc::SO_PREFER_BUSY_POLL, "SO_PREFER_BUSY_POLL"),
+    (libc::SO_BUSY_POLL, "SO_BUSY_POLL"),
+    (libc::SO_BUSY_POLL_BUDGET, "SO_BUSY_POLL_BUDGET"),
+];
+
+/// setsockopt(SOL_SOCKET, name) with an int.
+pub fn set_socket_int(fd: BorrowedFd<'_>, name: libc::c_int, value: i32) -> io::Result<()> {
+    set_opt_at(fd, libc::SOL_SOCKET, name, &value)
+}
+
+/// getsockopt(SOL_SOCKET, name) of an int.
+pub fn socket_int(fd: BorrowedFd<'_>, name: libc::c_int) -> io::Result<i32> {
+    get_opt::<libc::c_int>(fd, libc::SOL_SOCKET, name).map(|(v, _)| v)
+}
+
+/// The NAPI instance that delivered the socket's packets (`SO_INCOMING_NAPI_ID`); 0
+/// when none did (no packet yet, or a device without NAPI IDs), in which case the
+/// kernel cannot busy-poll for it.
+pub fn napi_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    socket_int(fd, libc::SO_INCOMING_NAPI_ID).map(|v| v as u32)
 }
 
 /// Where the four rings lie in their mappings (`XDP_MMAP_OFFSETS`).
