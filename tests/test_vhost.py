@@ -485,12 +485,12 @@ def test_bad_settings_are_named(net: VethTestbed, tmp_path: Path) -> None:
     with VhostUser(ours, tmp_path / "vm.sock"):
         with pytest.raises(afxdp_rs.BusyError, match="in use"):
             VhostUser(ours, tmp_path / "vm.sock")
-    # The command line: one line and exit status 1, no traceback.
+    # The command line: one line and exit status 2 (a bad setting), no traceback.
     p = subprocess.run(
         [sys.executable, "-m", "afxdp_rs", "vhost-user", ours, "--socket", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert p.returncode == 1
+    assert p.returncode == 2
     assert "not a socket" in p.stderr and "Traceback" not in p.stderr

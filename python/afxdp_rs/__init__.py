@@ -24,6 +24,7 @@ from afxdp_rs._afxdp import (
     XdpProgram,
     XskSocket,
     __version__,
+    interface_info,
 )
 from afxdp_rs.errors import (
     AfXdpError,
@@ -72,5 +73,6 @@ __all__ = [
     "XdpProgram",
     "XskSocket",
     "__version__",
+    "interface_info",
     "open_queues",
 ]

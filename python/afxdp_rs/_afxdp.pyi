@@ -28,7 +28,13 @@ FRAME_SIZES: list[int]
 
 _Checksum: TypeAlias = Literal["complete", "partial", "wrong", "absent", "not_applicable"]
 
-def interface_info(ifname: str) -> dict[str, Any]: ...
+def interface_info(ifname: str) -> dict[str, Any]:
+    """What the kernel says of an interface of this network namespace: ``ifname``,
+    ``ifindex``, ``driver``, ``mtu``, ``rx_queues``/``tx_queues`` (None where the driver
+    does not say), ``xdp_mode`` ("none", "native", "skb", "hw", "multi") and
+    ``xdp_prog_id`` of the attached program (0: none), ``native_xdp`` and ``zerocopy``
+    (from the driver's XDP features; None where it does not say) and ``xdp_features``
+    (the raw bits). Raises InterfaceNotFoundError for an unknown name."""
 
 @final
 class XskSocket:

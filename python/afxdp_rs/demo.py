@@ -54,9 +54,10 @@ def measure_rx(tb: VethTestbed, packets: int, size: int, batch: int, mode: str) 
     rx = XskSocket(tb.inner, 0, mode=mode, frame_count=8192, fill_size=4096, rx_size=4096)
     with rx, XskSocket(tb.peer, 0, rx_size=0) as gen:
         sent = [0]
+        stop = threading.Event()
 
         def generate() -> None:
-            while sent[0] < packets:
+            while sent[0] < packets and not stop.is_set():
                 chunk = frames[: min(batch, packets - sent[0])]
                 sent[0] += gen.send(chunk, timeout=5.0)
             gen.flush(timeout=5.0)
@@ -65,15 +66,19 @@ def measure_rx(tb: VethTestbed, packets: int, size: int, batch: int, mode: str) 
         start = time.perf_counter()
         last = start
         thread.start()
-        while received < packets:
-            with rx.recv(256, timeout=0.5) as got:
-                n = len(got)
-            if n:
-                received += n
-                last = time.perf_counter()
-            elif not thread.is_alive():
-                break  # generator done and nothing more for 0.5 s
-        thread.join()
+        try:
+            while received < packets:
+                with rx.recv(256, timeout=0.5) as got:
+                    n = len(got)
+                if n:
+                    received += n
+                    last = time.perf_counter()
+                elif not thread.is_alive():
+                    break  # generator done and nothing more for 0.5 s
+        finally:
+            # Also on Ctrl-C: the generator ends before its socket is closed.
+            stop.set()
+            thread.join()
         stats = rx.statistics()
     lost = {k: stats[k] for k in ("rx_dropped", "rx_ring_full", "rx_invalid_descs")}
     lost["unaccounted"] = max(0, packets - received - sum(lost.values()))
@@ -112,10 +117,15 @@ def run(packets: int = 300_000, size: int = 64, batch: int = 64, mode: str = "au
             f"afxdp_rs demo: veth pair {tb.inner}<->{tb.peer} in a private network namespace, "
             f"XDP {attach} mode, {'zero-copy' if zc else 'copy'} mode, batch {batch}"
         )
-        results = [
-            measure_rx(tb, packets, size, batch, mode),
-            measure_tx(tb, packets, size, batch),
-        ]
+        results: list[Result] = []
+        try:
+            results.append(measure_rx(tb, packets, size, batch, mode))
+            results.append(measure_tx(tb, packets, size, batch))
+        except KeyboardInterrupt:
+            for r in results:
+                print(r.line(size))
+            print("stopped (Ctrl-C or SIGTERM) before the end")
+            return 0
     for r in results:
         print(r.line(size))
     return 0 if all(r.lost.get("unaccounted", 0) == 0 for r in results) else 1

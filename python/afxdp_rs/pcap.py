@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -24,14 +25,30 @@ _RECORD = struct.Struct("<IIII")
 
 class PcapWriter:
     """Writes Ethernet frames to a pcap file with nanosecond timestamps (tcpdump and
-    Wireshark read them)."""
+    Wireshark read them).
 
-    def __init__(self, path: str, snaplen: int = 65535) -> None:
-        self.path = path
+    ``path`` may be ``"-"`` for standard output (``afxdp capture -w - | tcpdump -r -``),
+    or an open binary stream. Each record is written whole in one call, so a file cut
+    short by Ctrl-C or SIGTERM still ends on a complete packet; ``flush()`` hands what
+    was written to the reader (a pipe) at once."""
+
+    def __init__(self, path: str | BinaryIO, snaplen: int = 65535) -> None:
+        if not isinstance(snaplen, int) or not 1 <= snaplen <= 262144:
+            raise ConfigError(f"snaplen={snaplen!r}: use a byte count from 1 to 262144")
         self.snaplen = snaplen
         self.packets = 0
         self.bytes = 0
-        self._f: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._own = False
+        if isinstance(path, str):
+            self.path = path
+            if path == "-":
+                self._f: BinaryIO = sys.stdout.buffer
+            else:
+                self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
+                self._own = True
+        else:
+            self.path = getattr(path, "name", "<stream>")
+            self._f = path
         self._f.write(_HEADER.pack(_MAGIC_NS, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
 
     def write(self, frame: Buffer, ts: float | None = None) -> None:
@@ -39,13 +56,18 @@ class PcapWriter:
         ns = time.time_ns() if ts is None else int(ts * 1e9)
         sec, nsec = divmod(ns, 1_000_000_000)
         cap = data[: self.snaplen]
-        self._f.write(_RECORD.pack(sec, nsec, len(cap), len(data)))
-        self._f.write(cap)
+        self._f.write(_RECORD.pack(sec, nsec, len(cap), len(data)) + cap)
         self.packets += 1
         self.bytes += len(data)
 
+    def flush(self) -> None:
+        self._f.flush()
+
     def close(self) -> None:
-        self._f.close()
+        if self._own:
+            self._f.close()
+        else:
+            self._f.flush()
 
     def __enter__(self) -> PcapWriter:
         return self

@@ -28,6 +28,7 @@ Worker::
 from __future__ import annotations
 
 import dataclasses
+import grp
 import json
 import os
 import socket
@@ -102,21 +103,52 @@ def serve(
     mode: str = "auto",
     *,
     timeout: float | None = None,
+    socket_mode: int = 0o600,
+    socket_group: str | int | None = None,
 ) -> None:
     """Prepares the sockets, waits for one worker to connect on the Unix socket
     ``path`` (created here, removed afterwards), hands everything over, and returns.
-    The program stays attached while the worker holds what it received."""
+    The program stays attached while the worker holds what it received.
+
+    Whoever can connect to ``path`` gets the sockets: it is created with
+    ``socket_mode`` (0600 by default: only this user, e.g. a worker that dropped its
+    capabilities) and, with ``socket_group``, owned by that group (then e.g. 0660 lets
+    the group's members in)."""
+    if not 0 <= socket_mode <= 0o777:
+        raise ConfigError(f"socket_mode={socket_mode:#o}: use permission bits, e.g. 0o600")
+    gid = -1
+    if socket_group is not None:
+        try:
+            gid = (
+                socket_group if isinstance(socket_group, int) else grp.getgrnam(socket_group).gr_gid
+            )
+        except KeyError:
+            raise ConfigError(
+                f"socket_group={socket_group!r}: no such group (see getent group)"
+            ) from None
     prepared = prepare(ifname, queues, start_queue, mode)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             if os.path.exists(path):
                 os.unlink(path)
-            listener.bind(path)
+            # Nobody else may connect between bind and chmod.
+            old_umask = os.umask(0o177)
             try:
-                os.chmod(path, 0o666)  # the worker runs without privileges
+                listener.bind(path)
+            finally:
+                os.umask(old_umask)
+            try:
+                if gid != -1:
+                    os.chown(path, -1, gid)
+                os.chmod(path, socket_mode)
                 listener.listen(1)
                 listener.settimeout(timeout)
-                conn, _ = listener.accept()
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"no worker connected to {path} within {timeout} s"
+                    ) from None
                 with conn:
                     send_handover(conn, prepared)
             finally:

@@ -2,12 +2,25 @@
 
 Every command that takes an interface also runs without one, on its own veth test bed
 in a private network namespace (gone when the command exits), so each can be tried at
-once: ``sudo afxdp capture -c 100 -w /tmp/x.pcap``.
+once: ``afxdp capture -c 100 -w /tmp/x.pcap``.
+
+Exit codes: 0 done (also when stopped by Ctrl-C or SIGTERM, after printing what was
+done so far); 1 a failure, or a loss nothing accounts for (``verify``); 2 a usage
+error (a bad option, a file or interface that cannot be used); 130 stopped before
+anything was done. Errors are one line on standard error; ``AFXDP_TRACEBACK=1`` adds
+the Python traceback of an unexpected one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import traceback
+from types import FrameType
+
 import click
+from rich.markup import escape
 
 from afxdp_rs.cli.bench import bench
 from afxdp_rs.cli.capture import capture, send_cmd
@@ -16,7 +29,9 @@ from afxdp_rs.cli.forward import forward
 from afxdp_rs.cli.info import demo, helper, info
 from afxdp_rs.cli.verify import verify
 from afxdp_rs.cli.vhost import vhost_user
-from afxdp_rs.errors import AfXdpError
+from afxdp_rs.errors import AfXdpError, ConfigError, InterfaceNotFoundError, QueueError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,18 +46,69 @@ for command in (demo, info, capture, send_cmd, forward, verify, bench, vhost_use
     cli.add_command(command)
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends a command as Ctrl-C does: it stops, keeps what it did (files
+    complete) and prints its summary."""
+    raise KeyboardInterrupt
+
+
+def _fail(message: str) -> None:
+    err.print("[red]afxdp:[/]", escape(message), highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``afxdp`` and ``python -m afxdp_rs``."""
+    """Entry point of ``afxdp`` and ``python -m afxdp_rs``; returns the exit code."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)  # signals belong to the main thread (main() run by a test)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="afxdp", standalone_mode=False)
     except click.exceptions.Exit as e:
         return int(e.exit_code or 0)
+    except click.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "afxdp"
+        _fail(f"{e.format_message()} (see {where} --help)")
+        return EXIT_USAGE
     except click.ClickException as e:
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:
-        return 130
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("stopped before anything was done")
+        return EXIT_INTERRUPTED
+    except (ConfigError, QueueError, InterfaceNotFoundError) as e:
+        _fail(f"{type(e).__name__}: {e}")
+        return EXIT_USAGE
     except AfXdpError as e:
-        err.print(f"[red]afxdp: {type(e).__name__}:[/] {e}", highlight=False)
-        return 1
-    return 0
+        _fail(f"{type(e).__name__}: {e}")
+        return EXIT_FAILURE
+    except OSError as e:
+        # A file the user named (pcap to read or write, socket path): say which, why,
+        # and what to do.
+        if e.filename is None:
+            _fail(str(e))
+            return EXIT_FAILURE
+        hint = {
+            IsADirectoryError: "name a file, not a directory",
+            FileNotFoundError: "check the path (its directory must exist)",
+            PermissionError: "choose a path this user may use, or change its permissions",
+        }.get(type(e), "")
+        _fail(f"{e.filename}: {e.strerror or e}" + (f": {hint}" if hint else ""))
+        return EXIT_USAGE
+    except ValueError as e:
+        _fail(str(e))
+        return EXIT_USAGE
+    except Exception as e:
+        if os.environ.get("AFXDP_TRACEBACK"):
+            traceback.print_exc()
+        _fail(
+            f"unexpected {type(e).__name__}: {e} (AFXDP_TRACEBACK=1 shows where; please report it)"
+        )
+        return EXIT_FAILURE
+    return EXIT_OK

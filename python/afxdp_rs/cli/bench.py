@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from afxdp_rs.cli.common import (
+    Stopping,
     err,
     need_root,
 )
@@ -108,10 +109,25 @@ def bench(
     for col in ("path", "Mpps", "Gbit/s", "offered", "arrived", "lost", "cpu ns/pkt", "kernel"):
         table.add_column(col, justify="right")
 
+    class _Stopped(Exception):
+        pass
+
+    done: list[Result] = []
+
     def report(r: Result) -> None:
         err.print(f"[dim]{r.path}: {r.pps / 1e6:.3f} Mpps[/]")
+        done.append(r)
+        if stop.asked:
+            raise _Stopped
 
-    for r in run(opts, report):
+    # Ctrl-C or SIGTERM: the path running now ends after its duration, then the table
+    # shows what was measured.
+    with Stopping() as stop:
+        try:
+            run(opts, report)
+        except _Stopped:
+            err.print("[yellow]stopped (Ctrl-C or SIGTERM): the paths measured so far[/]")
+    for r in done:
         detail = ", ".join(f"{k}={v}" for k, v in r.detail.items() if v) or "-"
         table.add_row(
             r.path,

@@ -15,6 +15,7 @@ from afxdp_rs.cli.common import (
     MODES,
     QueuesParam,
     Rates,
+    Stopping,
     bed_or_none,
     generate,
     interface_name,
@@ -37,7 +38,16 @@ from afxdp_rs.pcap import PcapReader, PcapWriter
     show_default=True,
     help="the rx queue to capture, or all of them",
 )
-@click.option("-w", "--write", "path", required=True, help="pcap file to write")
+@click.option(
+    "-w", "--write", "path", required=True, help="pcap file to write (-: standard output)"
+)
+@click.option(
+    "--snaplen",
+    type=click.IntRange(1, 262144),
+    default=65535,
+    show_default=True,
+    help="keep at most this many bytes of each packet",
+)
 @click.option("-c", "--count", type=click.IntRange(min=1), help="stop after COUNT packets")
 @click.option("-d", "--duration", type=click.FloatRange(min=0), help="stop after SECONDS")
 @click.option(
@@ -56,6 +66,7 @@ def capture(
     ifname: str | None,
     queue: int | str,
     path: str,
+    snaplen: int,
     count: int | None,
     duration: float | None,
     expr: str | None,
@@ -67,11 +78,15 @@ def capture(
 
     The packets are taken from the kernel stack on that queue while capturing (AF_XDP
     redirects them to the socket): with --filter, only those that match; the others go
-    on to the stack. Ctrl-C stops and keeps what was captured."""
+    on to the stack. Ctrl-C or SIGTERM stops and keeps what was captured (the file
+    ends on a whole packet). -w - streams the pcap to standard output:
+    afxdp capture eth0 -w - | tcpdump -r -"""
     need_root()
     if ifname is None and count is None and duration is None:
         count = 1000
-    with bed_or_none(ifname) as tb:
+    to_stdout = path == "-"
+    # The file first: a path that cannot be written fails before anything is set up.
+    with PcapWriter(path, snaplen) as pcap, bed_or_none(ifname) as tb:
         name = interface_name(ifname, tb)
         queues = (
             list(range(interface_info(name).get("rx_queues") or 1))
@@ -91,7 +106,6 @@ def capture(
             ]
             if tb is None:
                 warn_unheard(name, queues)
-            pcap = stack.enter_context(PcapWriter(path))
             if tb is not None:
                 stack.enter_context(generate(tb, tb.peer, count or 1000))
             sel = stack.enter_context(selectors.DefaultSelector())
@@ -109,16 +123,23 @@ def capture(
                             pcap.write(frame, frame.timestamp)
                         rates.add(len(batch), sum(batch.lengths()))
                         took += len(batch)
+                if took and to_stdout:
+                    pcap.flush()  # the reader of the pipe sees packets as they come
                 if not took:
                     sel.select(timeout=0.2)
 
             where = f"{name}:{queue}" + (f" ({expr})" if expr else "")
-            run_rates(f"capture {where}", until(count, duration), take)
+            rates = run_rates(f"capture {where}", until(count, duration), take)
             stats = [s.statistics() for s in socks]
     lost = sum(st["rx_dropped"] + st["rx_ring_full"] for st in stats)
+    secs = max(rates.seconds, 1e-9)
+    # With the pcap on standard output, the summary goes to standard error.
     click.echo(
-        f"captured {pcap.packets} packets ({pcap.bytes} bytes) to {path}"
-        + (f"; the kernel dropped {lost} (rx_dropped + rx_ring_full)" if lost else "")
+        f"captured {pcap.packets} packets ({pcap.bytes} bytes) to "
+        f"{'standard output' if to_stdout else path} in {rates.seconds:.1f} s "
+        f"({pcap.packets / secs:,.0f} pkt/s)"
+        + (f"; the kernel dropped {lost} (rx_dropped + rx_ring_full)" if lost else ""),
+        err=to_stdout,
     )
 
 
@@ -129,7 +150,8 @@ def capture(
 @click.option("-l", "--loop", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
 def send_cmd(ifname: str | None, source: str, rate: float | None, loop: int, queue: int) -> None:
-    """Replay the frames of a pcap file on IFNAME, LOOP times, at RATE packets/s."""
+    """Replay the frames of a pcap file on IFNAME, LOOP times, at RATE packets/s (as
+    fast as possible without). Ctrl-C or SIGTERM stops and prints what was sent."""
     need_root()
     frames = PcapReader(source).frames()
     if not frames:
@@ -140,24 +162,31 @@ def send_cmd(ifname: str | None, source: str, rate: float | None, loop: int, que
         before = tb.link_stats(tb.peer) if tb is not None else {}
         with XskSocket(name, queue, rx_size=0) as sock:
             batch = 64 if rate is None else max(1, min(64, int(rate / 100)))
-            with Rates(f"send {name}:{queue}") as rates:
+            with Rates(f"send {name}:{queue}") as rates, Stopping() as stop:
                 sent = 0
-                try:
-                    for _ in range(loop):
-                        for i in range(0, len(frames), batch):
-                            chunk = frames[i : i + batch]
-                            n = sock.send(chunk, timeout=5.0)
-                            sent += n
-                            rates.add(n, sum(len(f) for f in chunk[:n]))
-                            if rate is not None:
-                                ahead = sent / rate - rates.seconds
-                                if ahead > 0:
-                                    time.sleep(ahead)
-                except KeyboardInterrupt:
-                    pass
+                for _ in range(loop):
+                    for i in range(0, len(frames), batch):
+                        if stop.asked:
+                            break
+                        chunk = frames[i : i + batch]
+                        n = sock.send(chunk, timeout=5.0)
+                        sent += n
+                        rates.add(n, sum(len(f) for f in chunk[:n]))
+                        if rate is not None:
+                            ahead = sent / rate - rates.seconds
+                            if ahead > 0:
+                                time.sleep(ahead)
                 sock.flush(timeout=5.0)
+                seconds = rates.seconds
             stats = sock.statistics()
-        msg = f"sent {stats['tx_completed']} of {total} packets from {source} on {name}"
+        done = stats["tx_completed"]
+        achieved = done / max(seconds, 1e-9)
+        msg = (
+            f"sent {done} of {total} packets from {source} on {name} in {seconds:.3g} s "
+            f"({achieved:,.0f} pkt/s)"
+        )
+        if rate is not None and achieved < 0.95 * rate and done == total:
+            msg += f"; asked for {rate:,.0f} pkt/s: this is as fast as it went"
         if tb is not None:
             arrived = tb.link_stats(tb.peer)["rx_packets"] - before.get("rx_packets", 0)
             msg += f"; {tb.peer} received {arrived}"

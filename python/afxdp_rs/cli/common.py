@@ -146,15 +146,37 @@ def warned(tb: VethTestbed | None, make: Callable[[], T]) -> T:
     return made
 
 
+class Stopping:
+    """Inside ``with Stopping() as stop:``, Ctrl-C and SIGTERM only set ``stop.asked``:
+    the loop that checks it ends at a clean point (no half-written record, a summary
+    of everything done). A second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+
+    def __enter__(self) -> Stopping:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def run_rates(what: str, done: Callable[[int], bool], step: Callable[[Rates], None]) -> Rates:
-    """Runs `step` until `done(packets so far)` or Ctrl-C, showing live rates on a
-    terminal; returns the counts."""
-    with Rates(what) as rates:
-        try:
-            while not done(rates.packets):
-                step(rates)
-        except KeyboardInterrupt:
-            pass
+    """Runs `step` until `done(packets so far)`, Ctrl-C or SIGTERM, showing live rates
+    on a terminal; returns the counts."""
+    with Rates(what) as rates, Stopping() as stop:
+        while not stop.asked and not done(rates.packets):
+            step(rates)
     return rates
 
 
@@ -204,18 +226,3 @@ def link_stats(ifname: str) -> dict[str, int]:
         links = ipr.get_links(ifname=ifname)
         stats = links[0].get_attr("IFLA_STATS64") if links else None
         return {k: int(v) for k, v in stats.items()} if stats else {}
-
-
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """Inside the block, SIGTERM stops a command as Ctrl-C does (it cleans up and
-    prints its summary) instead of killing it."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

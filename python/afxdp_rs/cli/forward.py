@@ -15,6 +15,7 @@ from afxdp_rs._afxdp import Forwarder, interface_info
 from afxdp_rs.cli.common import (
     MODES,
     QueuesParam,
+    Stopping,
     bed_or_none,
     err,
     generate,
@@ -158,15 +159,13 @@ def forward(
             if err.is_terminal
             else None
         )
-        try:
-            while not done(sum(r["packets"] for r in rows)):
+        with Stopping() as stop:
+            while not stop.asked and not done(sum(r["packets"] for r in rows)):
                 if fwd.wait(0.1):
                     break  # a queue pair ended: stop() below says why
                 rows = _directions(fwd, tx0)
                 if live is not None:
                     live.update(_forward_table(rows, time.perf_counter() - start))
-        except KeyboardInterrupt:
-            pass
         rows = _directions(fwd, tx0)
         seconds = time.perf_counter() - start
         fwd.stop()  # raises what ended a queue pair, if anything did

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import sys
+from typing import Any
 
 import click
+from pyroute2 import IPRoute
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from afxdp_rs._afxdp import interface_info
 from afxdp_rs.cli.common import (
     MODES,
-    bed_or_none,
-    interface_name,
     need_root,
 )
 
@@ -32,33 +35,79 @@ def demo(packets: int, size: int, batch: int, mode: str) -> None:
         sys.exit(code)
 
 
+def _unknown(v: object) -> str:
+    return "unknown" if v is None else str(v)
+
+
+def _yes(v: object) -> str:
+    return "unknown" if v is None else ("yes" if v else "no")
+
+
+def _modes(i: dict[str, Any], long: bool = False) -> str:
+    if i["native_xdp"] is None:
+        return "skb (native: the driver does not say)" if long else "skb (native?)"
+    return "native, skb" if i["native_xdp"] else "skb"
+
+
+def _program(i: dict[str, Any]) -> str:
+    return f"id {i['xdp_prog_id']} ({i['xdp_mode']})" if i["xdp_prog_id"] else "none"
+
+
+def _queues(i: dict[str, Any], long: bool = False) -> str:
+    if i["rx_queues"] is None and i["tx_queues"] is None:
+        return "unknown (the driver does not say)" if long else "unknown"
+    return f"{_unknown(i['rx_queues'])} rx, {_unknown(i['tx_queues'])} tx"
+
+
 @click.command()
 @click.argument("ifname", required=False)
-def info(ifname: str | None) -> None:
-    """Driver, queues, XDP modes and programs of IFNAME, and whether zero-copy works."""
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def info(ifname: str | None, as_json: bool) -> None:
+    """Driver, queues, XDP modes and attached program of IFNAME, and whether zero-copy
+    works; without IFNAME, one line for each interface of this network namespace."""
     need_root()
-    with bed_or_none(ifname) as tb:
-        name = interface_name(ifname, tb)
-        i = interface_info(name)
-
-        def yes(v: object) -> str:
-            return "unknown" if v is None else ("yes" if v else "no")
-
-        prog = f"id {i['xdp_prog_id']} ({i['xdp_mode']})" if i["xdp_prog_id"] else "none"
-        rows = [
-            ("interface", f"{i['ifname']} (index {i['ifindex']})"),
-            ("driver", i["driver"] or "unknown"),
-            ("mtu", str(i["mtu"])),
-            ("queues", f"{i['rx_queues']} rx, {i['tx_queues']} tx"),
-            ("xdp modes", "native, skb" if i["native_xdp"] else "skb"),
-            ("native xdp", yes(i["native_xdp"])),
-            ("zero-copy", yes(i["zerocopy"])),
-            ("xdp program", prog),
-        ]
-        table = Table(show_header=False, box=None)
-        for k, v in rows:
-            table.add_row(f"[bold]{k}[/]", v)
+    if ifname is None:
+        with IPRoute() as ipr:
+            names = sorted(
+                (link.get_attr("IFLA_IFNAME") for link in ipr.get_links()),
+                key=lambda n: socket.if_nametoindex(n),
+            )
+        infos = [interface_info(n) for n in names]
+        if as_json:
+            click.echo(json.dumps(infos, indent=2))
+            return
+        table = Table(box=box.SIMPLE if sys.stdout.isatty() else None)
+        for col in ("interface", "driver", "queues", "xdp modes", "zero-copy", "xdp program"):
+            table.add_column(col)
+        for i in infos:
+            table.add_row(
+                i["ifname"],
+                i["driver"] or "unknown",
+                _queues(i),
+                _modes(i),
+                _yes(i["zerocopy"]),
+                _program(i),
+            )
         Console().print(table)
+        return
+    i = interface_info(ifname)
+    if as_json:
+        click.echo(json.dumps(i, indent=2))
+        return
+    rows = [
+        ("interface", f"{i['ifname']} (index {i['ifindex']})"),
+        ("driver", i["driver"] or "unknown"),
+        ("mtu", str(i["mtu"])),
+        ("queues", _queues(i, long=True)),
+        ("xdp modes", _modes(i, long=True)),
+        ("native xdp", _yes(i["native_xdp"])),
+        ("zero-copy", _yes(i["zerocopy"])),
+        ("xdp program", _program(i)),
+    ]
+    table = Table(show_header=False, box=None)
+    for k, v in rows:
+        table.add_row(f"[bold]{k}[/]", v)
+    Console().print(table)
 
 
 @click.command()
@@ -68,13 +117,45 @@ def info(ifname: str | None) -> None:
 @click.option("--start-queue", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
 @click.option("--timeout", type=float, help="seconds to wait for the worker")
+@click.option("--group", help="give the Unix socket to this group (with --mode 660: its members)")
+@click.option(
+    "--socket-mode",
+    "socket_mode",
+    default="600",
+    show_default=True,
+    help="permission bits of the Unix socket, in octal",
+)
 def helper(
-    ifname: str, path: str, queues: int, start_queue: int, mode: str, timeout: float | None
+    ifname: str,
+    path: str,
+    queues: int,
+    start_queue: int,
+    mode: str,
+    timeout: float | None,
+    group: str | None,
+    socket_mode: str,
 ) -> None:
     """Privileged helper: attach the XDP program, create the sockets and hand them to
-    an unprivileged worker over a Unix socket."""
+    an unprivileged worker over a Unix socket. Whoever can connect gets the sockets:
+    the Unix socket is only for this user (0600) unless --group/--socket-mode share it."""
     need_root()
     from afxdp_rs import privileged
 
-    privileged.serve(path, ifname, queues, start_queue, mode, timeout=timeout)
+    try:
+        bits = int(socket_mode, 8)
+    except ValueError:
+        raise click.BadParameter(
+            f"{socket_mode!r} is not octal permission bits (e.g. 600 or 660)",
+            param_hint="--socket-mode",
+        ) from None
+    privileged.serve(
+        path,
+        ifname,
+        queues,
+        start_queue,
+        mode,
+        timeout=timeout,
+        socket_mode=bits,
+        socket_group=group,
+    )
     click.echo(f"handed {queues} socket(s) of {ifname} over on {path}")

@@ -12,6 +12,7 @@ from rich.table import Table
 from afxdp_rs._afxdp import XskSocket
 from afxdp_rs.cli.common import (
     MODES,
+    Stopping,
     bed_or_none,
     err,
     need_root,
@@ -33,13 +34,13 @@ def _mac_of(ifname: str) -> bytes:
 @click.option("-c", "--count", type=click.IntRange(min=1), default=1_000_000, show_default=True)
 @click.option("-s", "--size", type=click.IntRange(50, 1514), default=64, show_default=True)
 @click.option(
-    "-w",
     "--window",
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="at most this many packets in flight (0: as fast as possible)",
 )
+@click.option("-w", "old_window", type=click.IntRange(min=0), hidden=True)
 @click.option("--dst", default="ff:ff:ff:ff:ff:ff", help="destination MAC (with IFNAME)")
 @click.option("--no-swap", is_flag=True, help="the far side returns frames unchanged")
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
@@ -49,6 +50,7 @@ def verify(
     count: int,
     size: int,
     window: int,
+    old_window: int | None,
     dst: str,
     no_swap: bool,
     mode: str,
@@ -57,9 +59,13 @@ def verify(
     from a forwarder on the far side (which swaps the MAC addresses, as an L2 forwarder
     does, unless --no-swap): each byte, and that numbers only go up (no reordering, no
     duplicates). Without IFNAME: on its own veth test bed, through an l2fwd loop on the
-    peer, and every loss is matched against the kernel's drop counters. Exits with 1 on
-    a reordered or changed packet, or a loss nothing counted."""
+    peer. Every loss is matched against the kernel's drop counters. Exits with 1 on a
+    reordered or changed packet, a loss no counter explains, or when nothing comes back.
+    Ctrl-C or SIGTERM stops and prints the results so far."""
     need_root()
+    if old_window is not None:
+        err.print("[dim]note: -w is now --window (-w writes a file, as in capture)[/]")
+        window = old_window
     with bed_or_none(ifname) as tb:
         if tb is not None:
             name = tb.inner
@@ -87,7 +93,29 @@ def verify(
                 stack.callback(fwd.stop_loop)
             sock = stack.enter_context(warned(tb, lambda: XskSocket(name, queue, mode=mode)))
             err.print(f"[dim]sending {count:,} numbered packets of {size} bytes out of {name}[/]")
-            r = sock.sequence_check(template, count, window=window, swapped=not no_swap)
+            # In a thread, so that Ctrl-C or SIGTERM ends the run with its results.
+            out: list[dict[str, float]] = []
+            failed: list[BaseException] = []
+
+            def check() -> None:
+                try:
+                    out.append(
+                        sock.sequence_check(template, count, window=window, swapped=not no_swap)
+                    )
+                except BaseException as e:
+                    failed.append(e)
+
+            runner = threading.Thread(target=check, name="afxdp-verify")
+            runner.start()
+            with Stopping() as stop:
+                while runner.is_alive():
+                    runner.join(0.1)
+                    if stop.asked:
+                        sock.stop_loop()
+                interrupted = stop.asked
+            if failed:
+                raise failed[0]
+            r = out[0]
             stats = sock.statistics()
             # Drops the kernel counted (a socket's drops also show in its interface's
             # rx_dropped, which is therefore not added).
@@ -109,18 +137,27 @@ def verify(
     )
     Console().print(table)
     bad = int(r["out_of_order"] + r["corrupted"])
+    missing = int(r["missing"])
+    unexplained = max(0, missing - counted)
     if tb is not None:
-        unexplained = int(r["missing"]) - counted
-        click.echo(
-            f"lost {int(r['missing']):,}; the kernel counted {counted:,} drops "
-            f"(AF_XDP rx_dropped + rx_ring_full on both sockets, veth tx_dropped); "
-            f"unexplained: {unexplained:,}"
-        )
-        bad += abs(unexplained)
+        where = "AF_XDP rx_dropped + rx_ring_full on both sockets, veth tx_dropped"
     else:
+        where = "rx_dropped + rx_ring_full of this socket"
+    click.echo(
+        f"lost {missing:,}; the kernel counted {counted:,} drops ({where}); "
+        f"unexplained: {unexplained:,}"
+    )
+    if interrupted:
+        # Packets still on their way when the run was stopped count as missing: the
+        # loss of a stopped run is not judged.
+        click.echo("stopped (Ctrl-C or SIGTERM) before the end: the loss is not judged")
+    elif r["received"] == 0 and r["sent"] > 0:
         click.echo(
-            f"lost {int(r['missing']):,}; this socket's kernel counters show {counted:,} "
-            "drops (rx_dropped + rx_ring_full); the rest was lost on the way"
+            f"nothing came back: is a forwarder running on the far side of {name} "
+            "(one that swaps MAC addresses, or --no-swap)?"
         )
+        bad += 1
+    else:
+        bad += unexplained
     if bad:
         raise SystemExit(1)

@@ -16,10 +16,10 @@ from afxdp_rs._afxdp import VhostUser, interface_info
 from afxdp_rs.cli.common import (
     MODES,
     QueuesParam,
+    Stopping,
     bed_or_none,
     err,
     need_root,
-    stop_on_sigterm,
     warn_unheard,
     warned,
 )
@@ -181,7 +181,7 @@ def vhost_user(
         }
         dev = warned(tb, lambda: VhostUser(name, path, **options))
         stack.callback(dev.stop)
-        stack.enter_context(stop_on_sigterm())
+        stop = stack.enter_context(Stopping())
         where = f"queue{'s' if pairs > 1 else ''} {start_queue}"
         if pairs > 1:
             where += f"..{start_queue + pairs - 1}"
@@ -198,19 +198,16 @@ def vhost_user(
             else None
         )
         seen = 0
-        try:
-            while duration is None or time.monotonic() - start < duration:
-                dev.wait_connected(0.25, connected=not dev.connected)
-                for e in dev.events(seen):
-                    err.print(e, highlight=False)
-                    seen += 1
-                if not dev.running:
-                    break  # stop() below raises what ended it
-                t = _totals(dev)
-                if live is not None:
-                    live.update(_table(dev, t, time.monotonic() - start))
-        except KeyboardInterrupt:
-            pass
+        while not stop.asked and (duration is None or time.monotonic() - start < duration):
+            dev.wait_connected(0.25, connected=not dev.connected)
+            for e in dev.events(seen):
+                err.print(e, highlight=False)
+                seen += 1
+            if not dev.running:
+                break  # stop() below raises what ended it
+            t = _totals(dev)
+            if live is not None:
+                live.update(_table(dev, t, time.monotonic() - start))
         seconds = time.monotonic() - start
         t = _totals(dev)
         if live is not None:
