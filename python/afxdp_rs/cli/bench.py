@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from afxdp_rs.cli.common import (
     Stopping,
     err,
+    json_option,
     need_root,
+    print_json,
+    show,
 )
 
 
@@ -63,6 +65,7 @@ from afxdp_rs.cli.common import (
     show_default=True,
     help="rxdrop on this many queues at once (test bed only)",
 )
+@json_option
 def bench(
     workload: str,
     ifname: str | None,
@@ -78,6 +81,7 @@ def bench(
     linger_us: int,
     compare: bool,
     queues: int,
+    as_json: bool,
 ) -> None:
     """Measure rxdrop, txonly, l2fwd, forward (both ways between two interfaces), tcp
     (iperf3 between two stacks through the forwarder) or drain (the Python API's cost
@@ -127,6 +131,32 @@ def bench(
             run(opts, report)
         except _Stopped:
             err.print("[yellow]stopped (Ctrl-C or SIGTERM): the paths measured so far[/]")
+    if as_json:
+        print_json(
+            {
+                "workload": workload,
+                "size": size,
+                "batch": batch,
+                "wait": opts.wait,
+                "linger_us": linger_us,
+                "stopped": stop.asked,
+                "results": [
+                    {
+                        "path": r.path,
+                        "packets": r.packets,
+                        "seconds": r.seconds,
+                        "packets_per_second": r.pps,
+                        "offered": r.offered,
+                        "arrived": r.arrived,
+                        "lost": r.lost,
+                        "cpu_ns_per_packet": r.cpu_ns_per_packet if r.packets else None,
+                        "detail": r.detail,
+                    }
+                    for r in done
+                ],
+            }
+        )
+        return
     for r in done:
         detail = ", ".join(f"{k}={v}" for k, v in r.detail.items() if v) or "-"
         table.add_row(
@@ -139,4 +169,4 @@ def bench(
             f"{r.cpu_ns_per_packet:,.0f}",
             detail,
         )
-    Console(width=120).print(table)
+    show(table)

@@ -19,7 +19,9 @@ from afxdp_rs.cli.common import (
     bed_or_none,
     generate,
     interface_name,
+    json_option,
     need_root,
+    print_json,
     run_rates,
     until,
     warn_unheard,
@@ -62,6 +64,7 @@ from afxdp_rs.pcap import PcapReader, PcapWriter
     is_flag=True,
     help="turn off the offloads that make packets arrive unfinished or too large",
 )
+@json_option
 def capture(
     ifname: str | None,
     queue: int | str,
@@ -72,6 +75,7 @@ def capture(
     expr: str | None,
     mode: str,
     fix_offloads: bool,
+    as_json: bool,
 ) -> None:
     """Capture packets of one queue of IFNAME (or all, -q all) into a pcap file, each
     with the time it reached XDP.
@@ -85,6 +89,8 @@ def capture(
     if ifname is None and count is None and duration is None:
         count = 1000
     to_stdout = path == "-"
+    if to_stdout and as_json:
+        raise click.UsageError("-w - and --json both write to standard output: choose one")
     # The file first: a path that cannot be written fails before anything is set up.
     with PcapWriter(path, snaplen) as pcap, bed_or_none(ifname) as tb:
         name = interface_name(ifname, tb)
@@ -107,7 +113,7 @@ def capture(
             if tb is None:
                 warn_unheard(name, queues)
             if tb is not None:
-                stack.enter_context(generate(tb, tb.peer, count or 1000))
+                stack.enter_context(generate(tb, tb.peer, count))
             sel = stack.enter_context(selectors.DefaultSelector())
             for sock in socks:
                 sel.register(sock.fileno(), selectors.EVENT_READ, sock)
@@ -133,6 +139,18 @@ def capture(
             stats = [s.statistics() for s in socks]
     lost = sum(st["rx_dropped"] + st["rx_ring_full"] for st in stats)
     secs = max(rates.seconds, 1e-9)
+    if as_json:
+        print_json(
+            {
+                "path": path,
+                "packets": pcap.packets,
+                "bytes": pcap.bytes,
+                "seconds": rates.seconds,
+                "packets_per_second": pcap.packets / secs,
+                "kernel_dropped": lost,
+            }
+        )
+        return
     # With the pcap on standard output, the summary goes to standard error.
     click.echo(
         f"captured {pcap.packets} packets ({pcap.bytes} bytes) to "
@@ -149,7 +167,10 @@ def capture(
 @click.option("-r", "--rate", type=click.FloatRange(min=0, min_open=True), help="packets/s")
 @click.option("-l", "--loop", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
-def send_cmd(ifname: str | None, source: str, rate: float | None, loop: int, queue: int) -> None:
+@json_option
+def send_cmd(
+    ifname: str | None, source: str, rate: float | None, loop: int, queue: int, as_json: bool
+) -> None:
     """Replay the frames of a pcap file on IFNAME, LOOP times, at RATE packets/s (as
     fast as possible without). Ctrl-C or SIGTERM stops and prints what was sent."""
     need_root()
@@ -181,13 +202,31 @@ def send_cmd(ifname: str | None, source: str, rate: float | None, loop: int, que
             stats = sock.statistics()
         done = stats["tx_completed"]
         achieved = done / max(seconds, 1e-9)
-        msg = (
-            f"sent {done} of {total} packets from {source} on {name} in {seconds:.3g} s "
-            f"({achieved:,.0f} pkt/s)"
+        arrived = (
+            tb.link_stats(tb.peer)["rx_packets"] - before.get("rx_packets", 0)
+            if tb is not None
+            else None
         )
-        if rate is not None and achieved < 0.95 * rate and done == total:
-            msg += f"; asked for {rate:,.0f} pkt/s: this is as fast as it went"
-        if tb is not None:
-            arrived = tb.link_stats(tb.peer)["rx_packets"] - before.get("rx_packets", 0)
-            msg += f"; {tb.peer} received {arrived}"
+    if as_json:
+        print_json(
+            {
+                "source": source,
+                "interface": name,
+                "sent": done,
+                "total": total,
+                "seconds": seconds,
+                "packets_per_second": achieved,
+                "rate_asked": rate,
+                "peer_received": arrived,
+            }
+        )
+        return
+    msg = (
+        f"sent {done} of {total} packets from {source} on {name} in {seconds:.3g} s "
+        f"({achieved:,.0f} pkt/s)"
+    )
+    if rate is not None and achieved < 0.95 * rate and done == total:
+        msg += f"; asked for {rate:,.0f} pkt/s: this is as fast as it went"
+    if tb is not None:
+        msg += f"; {tb.peer} received {arrived}"
     click.echo(msg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -23,6 +24,27 @@ from afxdp_rs.testbed import VethTestbed
 
 MODES = click.Choice(["auto", "native", "skb"])
 err = Console(stderr=True, soft_wrap=True)
+
+
+#: --json on the commands that print results: one JSON document on standard output.
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="print the results as JSON (for scripts)"
+)
+
+
+def show(table: Table) -> None:
+    """Prints a table on standard output: drawn on a terminal, plain aligned columns
+    otherwise (a pipe, a file)."""
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=200, no_color=True)
+        table.box = None
+        table.show_edge = False
+    out.print(table)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
 def need_root() -> None:
@@ -102,26 +124,33 @@ def bed_or_none(ifname: str | None, **kw: Any) -> Iterator[VethTestbed | None]:
 
 
 @contextlib.contextmanager
-def generate(tb: VethTestbed, ifname: str, count: int, size: int = 64) -> Iterator[None]:
+def generate(
+    tb: VethTestbed, ifname: str, count: int | None, size: int = 64
+) -> Iterator[list[int]]:
     """Sends `count` test frames from `ifname` (the test bed's peer) in a thread while
-    the block runs; leaving the block stops it and waits for it (before the test bed
-    goes away)."""
+    the block runs (None: about 10,000 a second until the block ends); leaving the
+    block stops it and waits for it (before the test bed goes away). Yields a list
+    whose one item counts what was sent (final once the block is left)."""
     gen = XskSocket(ifname, 0, rx_size=0)
     stop = threading.Event()
+    # A gentle generator: nothing is dropped; an endless one does not flood the disk.
+    pause = 0.0005 if count is not None else 0.0064
+    sent = [0]
 
     def run() -> None:
         stop.wait(0.2)  # let the receiver start
-        sent = 0
-        while sent < count and not stop.is_set():
-            n = min(64, count - sent)
-            sent += gen.send([tb.frame(sent + i, size) for i in range(n)], timeout=5.0)
+        while (count is None or sent[0] < count) and not stop.is_set():
+            n = 64 if count is None else min(64, count - sent[0])
+            first = sent[0]
+            done = gen.send([tb.frame(first + i, size) for i in range(n)], timeout=5.0)
             gen.flush(timeout=5.0)
-            time.sleep(0.0005)  # a gentle generator: nothing is dropped
+            sent[0] += done
+            time.sleep(pause)
 
     t = threading.Thread(target=run, name="afxdp-generator")
     t.start()
     try:
-        yield
+        yield sent
     finally:
         stop.set()
         t.join()

@@ -19,8 +19,10 @@ from afxdp_rs.cli.common import (
     bed_or_none,
     err,
     generate,
+    json_option,
     link_stats,
     need_root,
+    print_json,
     until,
     warn_unheard,
     warned,
@@ -96,6 +98,7 @@ def _forward_table(rows: list[dict[str, Any]], seconds: float) -> Table:
     is_flag=True,
     help="turn off the offloads that make packets arrive unfinished or too large",
 )
+@json_option
 def forward(
     if_a: str | None,
     if_b: str | None,
@@ -107,6 +110,7 @@ def forward(
     bind: str,
     no_checksums: bool,
     fix_offloads: bool,
+    as_json: bool,
 ) -> None:
     """Forward every frame between IF_A and IF_B, both ways, without copying it (one
     UMEM per queue pair, a Rust thread each), completing partial checksums on the way.
@@ -149,8 +153,10 @@ def forward(
         )
         stack.callback(fwd.stop)
         tx0 = {n: link_stats(n).get("tx_dropped", 0) for n in (a_name, b_name)}
+        traffic = stack.enter_context(contextlib.ExitStack())
+        sent = [0]
         if tb is not None:
-            stack.enter_context(generate(tb, tb.peer, count or 1000))
+            sent = traffic.enter_context(generate(tb, tb.peer, count))
         done = until(count, duration)
         start = time.perf_counter()
         rows = _directions(fwd, tx0)
@@ -166,13 +172,34 @@ def forward(
                 rows = _directions(fwd, tx0)
                 if live is not None:
                     live.update(_forward_table(rows, time.perf_counter() - start))
-        rows = _directions(fwd, tx0)
         seconds = time.perf_counter() - start
+        if tb is not None:
+            # The test bed's traffic ends first; what it sent is forwarded (or counted
+            # as lost) before counting, waiting at most 5 s.
+            traffic.close()
+            limit = time.monotonic() + 5.0
+            while time.monotonic() < limit:
+                first = next(r for r in _directions(fwd, tx0) if r["from"] == a_name)
+                accounted = first["packets"] + first["rx_dropped"] + first["rx_ring_full"]
+                out = link_stats("fwd1").get("rx_packets", 0) - before
+                if accounted >= sent[0] and out + first["tx_dropped"] >= first["packets"]:
+                    break
+                time.sleep(0.01)
+        rows = _directions(fwd, tx0)
         fwd.stop()  # raises what ended a queue pair, if anything did
         if live is not None:
             live.update(_forward_table(rows, seconds))
             live.stop()
         total = sum(r["packets"] for r in rows)
+        arrived = None
+        if tb is not None:
+            arrived = link_stats("fwd1").get("rx_packets", 0) - before
+        if as_json:
+            print_json(
+                {"seconds": seconds, "packets": total, "directions": rows}
+                | ({"test_bed_received": arrived} if arrived is not None else {})
+            )
+            return
         lines = [f"forwarded {total} packets between {a_name} and {b_name} in {seconds:.1f} s"]
         for r in rows:
             lost = r["rx_dropped"] + r["rx_ring_full"] + r["tx_dropped"]
@@ -187,8 +214,6 @@ def forward(
                     f" of {r['to']})"
                 )
             lines.append(line)
-        if tb is not None:
-            time.sleep(0.05)
-            arrived = link_stats("fwd1").get("rx_packets", 0) - before
+        if arrived is not None:
             lines[0] += f"; fwd1 received {arrived}"
     click.echo("\n".join(lines))

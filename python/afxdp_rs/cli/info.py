@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 from typing import Any
@@ -10,13 +9,15 @@ from typing import Any
 import click
 from pyroute2 import IPRoute
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from afxdp_rs._afxdp import interface_info
 from afxdp_rs.cli.common import (
     MODES,
+    json_option,
     need_root,
+    print_json,
+    show,
 )
 
 
@@ -61,7 +62,7 @@ def _queues(i: dict[str, Any], long: bool = False) -> str:
 
 @click.command()
 @click.argument("ifname", required=False)
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@json_option
 def info(ifname: str | None, as_json: bool) -> None:
     """Driver, queues, XDP modes and attached program of IFNAME, and whether zero-copy
     works; without IFNAME, one line for each interface of this network namespace."""
@@ -74,9 +75,9 @@ def info(ifname: str | None, as_json: bool) -> None:
             )
         infos = [interface_info(n) for n in names]
         if as_json:
-            click.echo(json.dumps(infos, indent=2))
+            print_json(infos)
             return
-        table = Table(box=box.SIMPLE if sys.stdout.isatty() else None)
+        table = Table(box=box.SIMPLE)
         for col in ("interface", "driver", "queues", "xdp modes", "zero-copy", "xdp program"):
             table.add_column(col)
         for i in infos:
@@ -88,11 +89,11 @@ def info(ifname: str | None, as_json: bool) -> None:
                 _yes(i["zerocopy"]),
                 _program(i),
             )
-        Console().print(table)
+        show(table)
         return
     i = interface_info(ifname)
     if as_json:
-        click.echo(json.dumps(i, indent=2))
+        print_json(i)
         return
     rows = [
         ("interface", f"{i['ifname']} (index {i['ifindex']})"),
@@ -107,7 +108,7 @@ def info(ifname: str | None, as_json: bool) -> None:
     table = Table(show_header=False, box=None)
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", v)
-    Console().print(table)
+    show(table)
 
 
 @click.command()

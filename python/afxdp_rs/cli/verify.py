@@ -6,7 +6,6 @@ import contextlib
 import threading
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from afxdp_rs._afxdp import XskSocket
@@ -15,7 +14,10 @@ from afxdp_rs.cli.common import (
     Stopping,
     bed_or_none,
     err,
+    json_option,
     need_root,
+    print_json,
+    show,
     warned,
 )
 
@@ -44,6 +46,7 @@ def _mac_of(ifname: str) -> bytes:
 @click.option("--dst", default="ff:ff:ff:ff:ff:ff", help="destination MAC (with IFNAME)")
 @click.option("--no-swap", is_flag=True, help="the far side returns frames unchanged")
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
+@json_option
 def verify(
     ifname: str | None,
     queue: int,
@@ -54,6 +57,7 @@ def verify(
     dst: str,
     no_swap: bool,
     mode: str,
+    as_json: bool,
 ) -> None:
     """Sends COUNT numbered packets out of IFNAME and checks every one that comes back
     from a forwarder on the far side (which swaps the MAC addresses, as an L2 forwarder
@@ -127,6 +131,27 @@ def verify(
                 counted += fstats["rx_dropped"] + fstats["rx_ring_full"]
                 for n in (tb.inner, tb.peer):
                     counted += tb.link_stats(n)["tx_dropped"] - links0[n]["tx_dropped"]
+    missing = int(r["missing"])
+    unexplained = max(0, missing - counted)
+    bad = int(r["out_of_order"] + r["corrupted"])
+    nothing_back = r["received"] == 0 and r["sent"] > 0
+    if not interrupted:
+        bad += 1 if nothing_back else unexplained
+    if as_json:
+        print_json(
+            {k: int(v) if k != "seconds" else v for k, v in r.items()}
+            | {
+                "interface": name,
+                "queue": queue,
+                "kernel_counted": counted,
+                "unexplained": unexplained,
+                "stopped": interrupted,
+                "ok": not bad,
+            }
+        )
+        if bad:
+            raise SystemExit(1)
+        return
     table = Table(title=f"verify {name}:{queue}")
     for col in ("sent", "received", "missing", "out of order", "corrupted", "Mpps"):
         table.add_column(col, justify="right")
@@ -135,10 +160,7 @@ def verify(
         *(f"{int(r[k]):,}" for k in ("sent", "received", "missing", "out_of_order", "corrupted")),
         f"{mpps:.3f}",
     )
-    Console().print(table)
-    bad = int(r["out_of_order"] + r["corrupted"])
-    missing = int(r["missing"])
-    unexplained = max(0, missing - counted)
+    show(table)
     if tb is not None:
         where = "AF_XDP rx_dropped + rx_ring_full on both sockets, veth tx_dropped"
     else:
@@ -151,13 +173,10 @@ def verify(
         # Packets still on their way when the run was stopped count as missing: the
         # loss of a stopped run is not judged.
         click.echo("stopped (Ctrl-C or SIGTERM) before the end: the loss is not judged")
-    elif r["received"] == 0 and r["sent"] > 0:
+    elif nothing_back:
         click.echo(
             f"nothing came back: is a forwarder running on the far side of {name} "
             "(one that swaps MAC addresses, or --no-swap)?"
         )
-        bad += 1
-    else:
-        bad += unexplained
     if bad:
         raise SystemExit(1)
