@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import afxdp_rs
 from afxdp_rs.pcap import PcapReader
 from afxdp_rs.testbed import VethTestbed
 
@@ -237,3 +238,44 @@ def test_forward_on_its_test_bed_runs_for_its_duration() -> None:
     assert out["seconds"] >= 1.5
     assert out["packets"] > 1000, out  # it used to stop at 1,000 and idle
     assert out["test_bed_received"] == out["packets"], out
+
+
+FOREIGN_XDP = """
+__attribute__((section("xdp"), used)) int not_ours(void *ctx) { return 2; }
+char _license[] __attribute__((section("license"), used)) = "GPL";
+"""
+
+
+@pytest.mark.bed()
+def test_status_and_detach(bed: VethTestbed, tmp_path: Path) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        r = afxdp("status", bed.inner, "--json", netns=bed.name)
+        assert r.returncode == 0, r.stderr
+        st = json.loads(r.stdout)
+        assert st["ours"] and st["name"].startswith("afxdp_redir") and st["prog_id"] > 0
+        assert st["link_id"] is not None
+        assert [os.getpid(), Path("/proc/self/comm").read_text().strip()] in st["holders"]
+        r = afxdp("status", bed.inner, netns=bed.name)
+        assert f"pid {os.getpid()}" in r.stdout and "afxdp_rs's" in r.stdout, r.stdout
+        r = afxdp("detach", bed.inner, netns=bed.name)
+        assert r.returncode == 0, r.stderr
+        assert "detached afxdp_rs's program" in r.stdout and f"pid {os.getpid()}" in r.stdout
+        assert afxdp_rs.interface_info(bed.inner)["xdp_prog_id"] == 0
+        # The socket that used it says what happened when it waits.
+        with pytest.raises(afxdp_rs.ProgramDetachedError):
+            sock.recv(1, timeout=1.0)
+    r = afxdp("detach", bed.inner, netns=bed.name)
+    one_line_error(r, 2, "no XDP program attached")
+    # Someone else's program is never removed.
+    src, obj = tmp_path / "foreign.c", tmp_path / "foreign.o"
+    src.write_text(FOREIGN_XDP)
+    subprocess.run(["clang", "-O2", "-target", "bpf", "-c", str(src), "-o", str(obj)], check=True)
+    ip = ["ip", "-n", bed.name, "link", "set", "dev", bed.inner]
+    subprocess.run([*ip, "xdpgeneric", "obj", str(obj), "sec", "xdp"], check=True)
+    try:
+        one_line_error(afxdp("detach", bed.inner, netns=bed.name), 1, "not_ours", "not afxdp_rs's")
+        assert afxdp_rs.interface_info(bed.inner)["xdp_prog_id"] != 0
+        r = afxdp("status", bed.inner, netns=bed.name)
+        assert "not afxdp_rs's" in r.stdout and "netlink" in r.stdout, r.stdout
+    finally:
+        subprocess.run([*ip, "xdpgeneric", "off"], check=True)

@@ -36,6 +36,16 @@ def interface_info(ifname: str) -> dict[str, Any]:
     (from the driver's XDP features; None where it does not say) and ``xdp_features``
     (the raw bits). Raises InterfaceNotFoundError for an unknown name."""
 
+def xdp_status(ifname: str) -> dict[str, Any]:
+    """What is attached to the interface's XDP hook: ``prog_id`` (0: nothing),
+    ``name``, ``mode``, ``ours`` (afxdp_rs's program), ``link_id`` (the BPF link that
+    attaches it, None when attached through netlink) and ``holders``, the processes
+    holding that link as (pid, command) pairs."""
+
+def detach_program(ifname: str) -> dict[str, Any]:
+    """Removes afxdp_rs's XDP program from the interface and returns what was attached
+    (as xdp_status). Any other program stays: ProgramAttachedError says whose it is."""
+
 @final
 class XskSocket:
     """An AF_XDP socket on one queue of one interface."""

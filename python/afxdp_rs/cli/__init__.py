@@ -27,6 +27,7 @@ from afxdp_rs.cli.capture import capture, send_cmd
 from afxdp_rs.cli.common import err
 from afxdp_rs.cli.forward import forward
 from afxdp_rs.cli.info import demo, helper, info
+from afxdp_rs.cli.status import detach, status
 from afxdp_rs.cli.verify import verify
 from afxdp_rs.cli.vhost import vhost_user
 from afxdp_rs.errors import AfXdpError, ConfigError, InterfaceNotFoundError, QueueError
@@ -42,7 +43,19 @@ def cli() -> None:
     Commands given no interface run on their own veth test bed."""
 
 
-for command in (demo, info, capture, send_cmd, forward, verify, bench, vhost_user, helper):
+for command in (
+    demo,
+    info,
+    status,
+    capture,
+    send_cmd,
+    forward,
+    verify,
+    bench,
+    vhost_user,
+    helper,
+    detach,
+):
     cli.add_command(command)
 
 

@@ -17,7 +17,7 @@ use crate::sys::bpf::{self, Object};
 use crate::xskmap::XskMap;
 
 /// The XDP link that attaches program `prog_id` to interface `ifindex`, if any.
-fn find_link(prog_id: u32, ifindex: u32) -> Option<(u32, OwnedFd)> {
+pub(super) fn find_link(prog_id: u32, ifindex: u32) -> Option<(u32, OwnedFd)> {
     bpf::link_ids().find_map(|id| {
         let fd = bpf::fd_by_id(Object::Link, id).ok()?;
         let info = bpf::link_info(fd.as_fd()).ok()?;

@@ -33,12 +33,15 @@ use crate::xskmap::XskMap;
 
 mod join;
 mod load;
+pub mod status;
 
 /// The compiled program, embedded at build time.
 static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xsk_redirect.bpf.o"));
 /// The program's name in the kernel, with the version of its maps' layout: a process
 /// joins only a program of its own version.
 const PROGRAM_NAME: &str = "afxdp_redir_v2";
+/// What the names of every version of the default program start with.
+const PROGRAM_PREFIX: &str = "afxdp_redir";
 const MAP_NAME: &str = "xsks_map";
 const RULES_MAP_NAME: &str = "rules_map";
 /// Entries of `xsks_map` (AFXDP_MAX_QUEUES in the C source).

@@ -10,7 +10,7 @@
 //! * `vector`: the batch's arrays for numpy (offsets, lengths, the UMEM, fields);
 //! * `tools`: the test rig's methods of `XskSocket` (Rust loops, sequence_check);
 //! * `forwarder`: `Forwarder`, zero-copy forwarding between two interfaces;
-//! * `program`: `XdpProgram` and `interface_info`;
+//! * `program`: `XdpProgram`, `interface_info`, `xdp_status` and `detach_program`;
 //! * `vhost`: `VhostUser`, a VM's virtio-net device over AF_XDP sockets.
 
 mod args;
@@ -38,6 +38,8 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<forwarder::PyForwarder>()?;
     m.add_class::<vhost::PyVhostUser>()?;
     m.add_function(wrap_pyfunction!(program::interface_info, m)?)?;
+    m.add_function(wrap_pyfunction!(program::xdp_status, m)?)?;
+    m.add_function(wrap_pyfunction!(program::detach_program, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;
     Ok(())

@@ -151,3 +151,37 @@ pub(super) fn interface_info<'py>(py: Python<'py>, ifname: &str) -> PyResult<Bou
     d.set_item("xdp_features", state.features)?;
     Ok(d)
 }
+
+fn hook_dict<'py>(
+    py: Python<'py>,
+    st: &program::status::HookStatus,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("ifname", &st.ifname)?;
+    d.set_item("ifindex", st.ifindex)?;
+    d.set_item("prog_id", st.prog_id)?;
+    d.set_item("mode", st.mode)?;
+    d.set_item("name", &st.name)?;
+    d.set_item("ours", st.ours)?;
+    d.set_item("link_id", st.link_id)?;
+    let holders: Vec<(u32, String)> = st.holders.clone();
+    d.set_item("holders", holders)?;
+    Ok(d)
+}
+
+/// What is attached to the interface's XDP hook: the program (id, name, mode, whether
+/// it is afxdp_rs's), the BPF link that attaches it and the processes holding that
+/// link (pid, command).
+#[pyfunction]
+pub(super) fn xdp_status<'py>(py: Python<'py>, ifname: &str) -> PyResult<Bound<'py, PyDict>> {
+    let st = py.detach(|| program::status::status(ifname))?;
+    hook_dict(py, &st)
+}
+
+/// Removes afxdp_rs's XDP program from the interface (and nothing else: any other
+/// program raises ProgramAttachedError); returns what was attached.
+#[pyfunction]
+pub(super) fn detach_program<'py>(py: Python<'py>, ifname: &str) -> PyResult<Bound<'py, PyDict>> {
+    let st = py.detach(|| program::status::detach(ifname))?;
+    hook_dict(py, &st)
+}

@@ -18,6 +18,7 @@ const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
+const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// `bpf_map_info.type` of an XSKMAP.
 pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
@@ -330,6 +331,23 @@ pub fn link_holders(id: u32) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// The part of `union bpf_attr` for BPF_LINK_DETACH.
+#[repr(C)]
+#[derive(Default)]
+struct LinkDetachAttr {
+    link_fd: u32,
+}
+
+/// Detaches BPF link `link` from its hook (the program stops running there; the link
+/// object lives on, detached, while descriptors of it are open).
+pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = LinkDetachAttr {
+        link_fd: link.as_raw_fd() as u32,
+    };
+    // SAFETY: BPF_LINK_DETACH takes LinkDetachAttr, which holds no pointer.
+    unsafe { bpf(BPF_LINK_DETACH, &mut attr) }.map(drop)
 }
 
 /// What the kernel says about a BPF link.
