@@ -20,6 +20,8 @@ __all__ = [
     "XdpProgram",
     "XskSocket",
     "interface_info",
+    "xdp_status",
+    "detach_program",
     "__version__",
 ]
 
