@@ -14,6 +14,7 @@ import pytest
 
 import afxdp_rs
 from afxdp_rs.testbed import VethTestbed
+from afxdp_rs.types import XdpMode
 
 pytestmark = pytest.mark.kernel
 
@@ -31,7 +32,7 @@ def socket_int(fd: int, name: int) -> int:
 
 
 @pytest.mark.parametrize("mode", ["native", "skb"])
-def test_busy_poll_receives_every_byte(bed: VethTestbed, mode: str) -> None:
+def test_busy_poll_receives_every_byte(bed: VethTestbed, mode: XdpMode) -> None:
     with afxdp_rs.XskSocket(
         bed.inner, 0, mode=mode, busy_poll=True, busy_poll_usecs=50, busy_poll_budget=32
     ) as sock:

@@ -54,9 +54,9 @@ def test_other_bad_settings(bed: VethTestbed) -> None:
     with pytest.raises(afxdp_rs.ConfigError, match="headroom=4000"):
         afxdp_rs.XskSocket(bed.inner, 0, headroom=4000)
     with pytest.raises(afxdp_rs.ConfigError, match=r"mode=\"turbo\""):
-        afxdp_rs.XskSocket(bed.inner, 0, mode="turbo")
+        afxdp_rs.XskSocket(bed.inner, 0, mode="turbo")  # type: ignore[arg-type]
     with pytest.raises(afxdp_rs.ConfigError, match=r"bind=\"fast\""):
-        afxdp_rs.XskSocket(bed.inner, 0, bind="fast")
+        afxdp_rs.XskSocket(bed.inner, 0, bind="fast")  # type: ignore[arg-type]
     with pytest.raises(afxdp_rs.ConfigError, match="rx_size=0 and tx_size=0"):
         afxdp_rs.XskSocket(bed.inner, 0, rx_size=0, tx_size=0)
 

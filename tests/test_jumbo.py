@@ -15,6 +15,7 @@ from test_real_traffic import DATA, DATA_SHA256, ping, tcp_transfer
 
 import afxdp_rs
 from afxdp_rs.testbed import LinkedHosts, VethTestbed
+from afxdp_rs.types import XdpMode
 
 pytestmark = pytest.mark.kernel
 
@@ -23,9 +24,9 @@ BIGGEST = MTU + 14  # Ethernet header, no VLAN tag
 
 
 @pytest.fixture(params=["native", "skb"])
-def jumbo(request: pytest.FixtureRequest) -> Iterator[tuple[VethTestbed, str]]:
+def jumbo(request: pytest.FixtureRequest) -> Iterator[tuple[VethTestbed, XdpMode]]:
     with VethTestbed(mtu=MTU) as bed:
-        yield bed, str(request.param)
+        yield bed, request.param
 
 
 def receive(sock: afxdp_rs.XskSocket, n: int) -> list[bytes]:
@@ -43,7 +44,7 @@ def accounted(sock: afxdp_rs.XskSocket) -> None:
     assert parts == st["frame_count"], st
 
 
-def test_jumbo_frames_byte_exact_both_ways(jumbo: tuple[VethTestbed, str]) -> None:
+def test_jumbo_frames_byte_exact_both_ways(jumbo: tuple[VethTestbed, XdpMode]) -> None:
     bed, mode = jumbo
     with (
         afxdp_rs.XskSocket(bed.inner, 0, mode=mode) as a,
@@ -67,7 +68,7 @@ def test_jumbo_frames_byte_exact_both_ways(jumbo: tuple[VethTestbed, str]) -> No
             accounted(sock)
 
 
-def test_mixed_stream_in_order_and_segments(jumbo: tuple[VethTestbed, str]) -> None:
+def test_mixed_stream_in_order_and_segments(jumbo: tuple[VethTestbed, XdpMode]) -> None:
     bed, mode = jumbo
     sizes = [60, BIGGEST, 1514, 4096, 64, 9000, 3841, 128]
     frames = [bed.frame(i, sizes[i % len(sizes)]) for i in range(400)]
@@ -139,7 +140,7 @@ def test_jumbo_tcp_through_the_forwarder() -> None:
     assert a_to_b["checksums"] > 1000
 
 
-def test_timestamps_are_when_each_packet_arrived(jumbo: tuple[VethTestbed, str]) -> None:
+def test_timestamps_are_when_each_packet_arrived(jumbo: tuple[VethTestbed, XdpMode]) -> None:
     bed, mode = jumbo
     with (
         afxdp_rs.XskSocket(bed.inner, 0, mode=mode, timestamps=True) as sock,

@@ -20,6 +20,7 @@ from conftest import start_helper, without_privileges
 import afxdp_rs
 from afxdp_rs import privileged
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed
+from afxdp_rs.types import XdpMode
 
 QUEUES = 4
 pytestmark = [pytest.mark.kernel, pytest.mark.bed(queues=QUEUES)]
@@ -170,7 +171,7 @@ def test_rx_never_starves_tx(bed: VethTestbed, generators: list[afxdp_rs.XskSock
 
 
 @pytest.mark.parametrize("mode", ["native", "skb", "auto"])
-def test_mode_and_copy_reporting(bed: VethTestbed, mode: str) -> None:
+def test_mode_and_copy_reporting(bed: VethTestbed, mode: XdpMode) -> None:
     with afxdp_rs.XskSocket(bed.inner, 0, mode=mode, bind="copy") as sock:
         expected = "native" if mode == "auto" else mode  # veth takes native XDP
         assert sock.attach_mode == expected

@@ -21,6 +21,7 @@ from packets import frame, l4_checksum_ok
 
 import afxdp_rs
 from afxdp_rs.testbed import LinkedHosts, VethTestbed
+from afxdp_rs.types import XdpMode
 
 pytestmark = pytest.mark.kernel
 
@@ -107,7 +108,7 @@ def offloads_off(net: LinkedHosts, host: str, what: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["native", "skb"])
-def test_ping_and_tcp_through_the_forwarder(net: LinkedHosts, mode: str) -> None:
+def test_ping_and_tcp_through_the_forwarder(net: LinkedHosts, mode: XdpMode) -> None:
     """The hosts keep their default offloads: their stacks send partial checksums,
     which the forwarder completes."""
     with warnings.catch_warnings(record=True) as caught:

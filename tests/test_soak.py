@@ -23,6 +23,7 @@ import pytest
 
 import afxdp_rs
 from afxdp_rs.testbed import VethTestbed
+from afxdp_rs.types import XdpMode
 
 pytestmark = [pytest.mark.kernel, pytest.mark.bed(queues=2)]
 
@@ -33,7 +34,7 @@ MODES = ["native", "skb"]
 class Forwarder:
     """An l2fwd loop (in Rust, GIL released) on the peer's queue, in its own thread."""
 
-    def __init__(self, bed: VethTestbed, queue: int, mode: str) -> None:
+    def __init__(self, bed: VethTestbed, queue: int, mode: XdpMode) -> None:
         self.sock = afxdp_rs.XskSocket(bed.peer, queue, mode=mode, bind="copy")
         self.result: dict[str, Any] = {}
         self.error: BaseException | None = None
@@ -71,7 +72,7 @@ def counted_drops(bed: VethTestbed, socks: list[dict[str, Any]], links0: dict[st
 
 
 def round_trip(
-    bed: VethTestbed, mode: str, count: int, size: int, window: int, queue: int = 0
+    bed: VethTestbed, mode: XdpMode, count: int, size: int, window: int, queue: int = 0
 ) -> tuple[dict[str, Any], int, dict[str, Any], dict[str, Any]]:
     """Sends `count` numbered packets from the inner end through the forwarder and back;
     returns (the check's result, drops the kernel counted, sender stats, forwarder stats)."""
@@ -110,7 +111,7 @@ def check_accounting(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_flat_out_every_packet_back_or_counted(bed: VethTestbed, mode: str) -> None:
+def test_flat_out_every_packet_back_or_counted(bed: VethTestbed, mode: XdpMode) -> None:
     """Sends as fast as the sender can: the forwarder cannot keep up, so packets are
     dropped, and each one must be accounted for."""
     count = 20_000_000 if SOAK and mode == "native" else 500_000
@@ -121,7 +122,7 @@ def test_flat_out_every_packet_back_or_counted(bed: VethTestbed, mode: str) -> N
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_flow_controlled_run_loses_nothing(bed: VethTestbed, mode: str) -> None:
+def test_flow_controlled_run_loses_nothing(bed: VethTestbed, mode: XdpMode) -> None:
     """With at most 512 packets in flight nobody runs out of frames: all come back."""
     count = 2_000_000 if SOAK else 100_000
     result, drops, sender, forwarder = round_trip(bed, mode, count, 1514, window=512)

@@ -12,6 +12,7 @@ import pytest
 
 import afxdp_rs
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
+from afxdp_rs.types import XdpMode
 
 pytestmark = pytest.mark.kernel
 
@@ -33,7 +34,7 @@ def seq_of(data: bytes) -> int | None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_receive_10k_byte_exact(bed: VethTestbed, mode: str) -> None:
+def test_receive_10k_byte_exact(bed: VethTestbed, mode: XdpMode) -> None:
     sender = bed.packet_socket(bed.peer)
     received: dict[int, bytes] = {}
     duplicates = 0
@@ -75,7 +76,7 @@ def test_receive_10k_byte_exact(bed: VethTestbed, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_send_10k_in_order_byte_exact(bed: VethTestbed, mode: str) -> None:
+def test_send_10k_in_order_byte_exact(bed: VethTestbed, mode: XdpMode) -> None:
     sink = bed.packet_socket(bed.peer)
     sink.settimeout(2.0)
     packet_statistics(sink)  # reset the counters

@@ -39,6 +39,7 @@ from typing import Any
 
 from afxdp_rs._afxdp import XskSocket
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
+from afxdp_rs.types import BindMode, XdpMode
 
 __all__ = ["Options", "Result", "run"]
 
@@ -53,8 +54,8 @@ class Options:
     ifname: str | None = None
     peer: str | None = None
     queue: int = 0
-    mode: str = "auto"
-    bind: str = "auto"
+    mode: XdpMode = "auto"
+    bind: BindMode = "auto"
     batch: int = 64
     frame_size: int = 4096
     size: int = 64

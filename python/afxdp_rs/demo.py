@@ -20,6 +20,7 @@ import time
 
 from afxdp_rs._afxdp import XskSocket
 from afxdp_rs.testbed import VethTestbed
+from afxdp_rs.types import XdpMode
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ def _frames(tb: VethTestbed, size: int, batch: int, to_inner: bool) -> list[byte
     return [tb.frame(i, size, to_inner=to_inner) for i in range(batch)]
 
 
-def measure_rx(tb: VethTestbed, packets: int, size: int, batch: int, mode: str) -> Result:
+def measure_rx(tb: VethTestbed, packets: int, size: int, batch: int, mode: XdpMode) -> Result:
     frames = _frames(tb, size, batch, to_inner=True)
     received = 0
     # Deep rings absorb the generator's bursts while the receiver is between batches.
@@ -108,7 +109,7 @@ def measure_tx(tb: VethTestbed, packets: int, size: int, batch: int) -> Result:
     return Result("tx", packets, min(arrived, stats["tx_completed"]), seconds, lost)
 
 
-def run(packets: int = 300_000, size: int = 64, batch: int = 64, mode: str = "auto") -> int:
+def run(packets: int = 300_000, size: int = 64, batch: int = 64, mode: XdpMode = "auto") -> int:
     """Runs the demo and prints the rates; returns a process exit code."""
     with VethTestbed(ephemeral=True) as tb:
         with XskSocket(tb.inner, 0, mode=mode) as probe:

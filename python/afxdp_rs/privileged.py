@@ -36,6 +36,7 @@ from typing import Any
 
 from afxdp_rs._afxdp import XdpProgram, XskSocket
 from afxdp_rs.errors import ConfigError, XdpOSError
+from afxdp_rs.types import XdpMode
 
 __all__ = ["Handover", "Prepared", "prepare", "receive", "send_handover", "serve"]
 
@@ -58,7 +59,7 @@ class Prepared:
         self.program.close()
 
 
-def prepare(ifname: str, queues: int = 1, start_queue: int = 0, mode: str = "auto") -> Prepared:
+def prepare(ifname: str, queues: int = 1, start_queue: int = 0, mode: XdpMode = "auto") -> Prepared:
     """Attaches the default program to ``ifname`` and creates one AF_XDP socket per
     queue, already in the program's XSKMAP (needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)."""
     if queues < 1 or start_queue < 0:
@@ -100,7 +101,7 @@ def serve(
     ifname: str,
     queues: int = 1,
     start_queue: int = 0,
-    mode: str = "auto",
+    mode: XdpMode = "auto",
     *,
     timeout: float | None = None,
     socket_mode: int = 0o600,

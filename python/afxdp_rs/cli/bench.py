@@ -13,6 +13,7 @@ from afxdp_rs.cli.common import (
     print_json,
     show,
 )
+from afxdp_rs.types import BindMode, XdpMode
 
 
 @click.command()
@@ -71,8 +72,8 @@ def bench(
     ifname: str | None,
     peer: str | None,
     queue: int,
-    mode: str | None,
-    bind: str | None,
+    mode: XdpMode | None,
+    bind: BindMode | None,
     batch: int,
     frame_size: str,
     size: int,

@@ -28,6 +28,7 @@ from afxdp_rs.cli.common import (
     warned,
 )
 from afxdp_rs.pcap import PcapReader, PcapWriter
+from afxdp_rs.types import XdpMode
 
 
 @click.command()
@@ -73,7 +74,7 @@ def capture(
     count: int | None,
     duration: float | None,
     expr: str | None,
-    mode: str,
+    mode: XdpMode,
     fix_offloads: bool,
     as_json: bool,
 ) -> None:

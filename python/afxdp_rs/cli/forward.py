@@ -27,6 +27,7 @@ from afxdp_rs.cli.common import (
     warn_unheard,
     warned,
 )
+from afxdp_rs.types import BindMode, XdpMode
 
 
 def _directions(fwd: Forwarder, tx0: dict[str, int]) -> list[dict[str, Any]]:
@@ -106,8 +107,8 @@ def forward(
     start_queue: int,
     count: int | None,
     duration: float | None,
-    mode: str,
-    bind: str,
+    mode: XdpMode,
+    bind: BindMode,
     no_checksums: bool,
     fix_offloads: bool,
     as_json: bool,

@@ -19,6 +19,7 @@ from afxdp_rs.cli.common import (
     print_json,
     show,
 )
+from afxdp_rs.types import XdpMode
 
 
 @click.command()
@@ -26,7 +27,7 @@ from afxdp_rs.cli.common import (
 @click.option("-s", "--size", type=click.IntRange(18, 1514), default=64, show_default=True)
 @click.option("-b", "--batch", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
-def demo(packets: int, size: int, batch: int, mode: str) -> None:
+def demo(packets: int, size: int, batch: int, mode: XdpMode) -> None:
     """Receive and send packets on a private veth test bed; print packets/s."""
     need_root()
     from afxdp_rs import demo as demo_mod
@@ -131,7 +132,7 @@ def helper(
     path: str,
     queues: int,
     start_queue: int,
-    mode: str,
+    mode: XdpMode,
     timeout: float | None,
     group: str | None,
     socket_mode: str,

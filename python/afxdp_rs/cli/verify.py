@@ -20,6 +20,7 @@ from afxdp_rs.cli.common import (
     show,
     warned,
 )
+from afxdp_rs.types import XdpMode
 
 
 def _mac_of(ifname: str) -> bytes:
@@ -56,7 +57,7 @@ def verify(
     old_window: int | None,
     dst: str,
     no_swap: bool,
-    mode: str,
+    mode: XdpMode,
     as_json: bool,
 ) -> None:
     """Sends COUNT numbered packets out of IFNAME and checks every one that comes back

@@ -23,6 +23,7 @@ from afxdp_rs.cli.common import (
     warn_unheard,
     warned,
 )
+from afxdp_rs.types import BindMode, XdpMode
 from afxdp_rs.vhost import qemu_args
 
 #: The test bed's address, which the guest reaches through the device.
@@ -135,8 +136,8 @@ def vhost_user(
     queues: int | str,
     start_queue: int,
     client: bool,
-    mode: str,
-    bind: str,
+    mode: XdpMode,
+    bind: BindMode,
     mac: str | None,
     mtu: int | None,
     queue_size: str,
