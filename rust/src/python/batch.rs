@@ -51,6 +51,9 @@ pub struct RxBatch {
     /// False once released: what the per-frame calls that do not read packet bytes
     /// check (the bytes themselves are only reached under `state`'s lock).
     live: AtomicBool,
+    /// Realtime minus monotonic clock, read once per batch when a timestamp is first
+    /// asked for: every timestamp of the batch is converted alike.
+    clock_offset: std::sync::OnceLock<i128>,
 }
 
 impl RxBatch {
@@ -72,6 +75,7 @@ impl RxBatch {
                 }
                 m
             },
+            clock_offset: std::sync::OnceLock::new(),
             state: Mutex::new(BatchState {
                 frames: Some(frames),
                 exports: 0,
@@ -126,6 +130,14 @@ impl RxBatch {
             self.core.give_back(frames);
         }
         Ok(())
+    }
+}
+
+impl RxBatch {
+    fn clock_offset(&self) -> i128 {
+        *self
+            .clock_offset
+            .get_or_init(crate::sys::realtime_offset_ns)
     }
 }
 
@@ -265,7 +277,7 @@ impl RxBatch {
     fn timestamps(&self) -> PyResult<Vec<Option<f64>>> {
         let st = self.check_live()?;
         let f = frames(&st);
-        let offset = crate::sys::realtime_offset_ns();
+        let offset = self.clock_offset();
         Ok((0..f.len())
             .map(|i| f.timestamp(i).map(|t| wall_seconds(t, offset)))
             .collect())
@@ -417,7 +429,7 @@ impl Frame {
         let st = batch.check_live()?;
         Ok(frames(&st)
             .timestamp(self.index)
-            .map(|t| wall_seconds(t, crate::sys::realtime_offset_ns())))
+            .map(|t| wall_seconds(t, batch.clock_offset())))
     }
 
     /// Offset of the packet (of its first frame) in the UMEM.
