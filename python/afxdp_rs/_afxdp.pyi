@@ -119,7 +119,12 @@ class XskSocket:
         busy_poll: bool = False,
         busy_poll_usecs: int = 20,
         busy_poll_budget: int = 64,
+        link_down: Literal["wait", "raise"] = "wait",
     ) -> Self: ...
+    @property
+    def link_up(self) -> bool:
+        """Whether the socket's interface is up, asked of the kernel now. A socket whose
+        link is down stays usable; a removed interface raises XdpOSError."""
     def set_match(self, filter: str | None) -> None:
         """Takes only the packets of the queue that match `filter`, a filter in tcpdump's
         words ("udp and dst port 4789", "icmp or port 53"), or all of them with None;
@@ -404,7 +409,9 @@ class Forwarder:
     def statistics(self) -> list[dict[str, Any]]:
         """One dict per direction and queue: queue, from, to, packets, bytes, checksums
         (partial checksums completed), and the kernel counters of the receiving socket
-        (rx: rx_dropped, rx_ring_full, ...) and of the sending one (tx).
+        (rx: rx_dropped, rx_ring_full, ...) and of the sending one (tx); from_down
+        (the receiving interface was down at the last look: forwarding resumes when it is
+        up) and from_downs (how many times it went down).
         """
     @property
     def running(self) -> bool:

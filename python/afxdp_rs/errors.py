@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "ForkedSocketError",
     "InterfaceNotFoundError",
+    "LinkDownError",
     "MemlockError",
     "PacketSizeError",
     "PrivilegeError",
@@ -99,6 +100,13 @@ class ForkedSocketError(AfXdpError, RuntimeError):
 
 class XdpOSError(AfXdpError, OSError):
     """Any other failed system call."""
+
+
+class LinkDownError(AfXdpError, OSError):
+    """The socket's interface is down. The socket stays usable: it receives and sends
+    again once the link is up (a cable pulled for a second, a NIC reset, a veth going
+    down and up). Raised by ``send`` (nothing is queued while the link is down), and by
+    ``recv`` only on a socket opened with ``link_down="raise"``."""
 
 
 class BatchReleasedError(AfXdpError, ValueError):

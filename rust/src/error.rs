@@ -32,6 +32,9 @@ pub enum ErrorKind {
     Busy,
     /// The socket was opened by the parent of a fork: the child must not use it.
     Forked,
+    /// The socket's interface is down: the socket stays usable and works again when
+    /// the link is up.
+    LinkDown,
     /// Any other failure of a system call.
     Os,
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::socket::advice::Advice;
+use crate::socket::watch::LinkFlags;
 use crate::socket::{Forwarded, SocketConfig, StatsReader, XskSocket};
 use crate::sys::{self, XdpStatistics};
 
@@ -82,12 +83,17 @@ pub struct Direction {
     pub rx: XdpStatistics,
     /// The sending socket's kernel counters.
     pub tx: XdpStatistics,
+    /// Whether the receiving interface was down at the last look (forwarding resumes
+    /// when it is up), and how many times it went down.
+    pub from_down: bool,
+    pub from_downs: u64,
 }
 
 struct Pair {
     queue: u32,
     counts: Arc<[Counts; 2]>,
     readers: [StatsReader; 2],
+    links: [Arc<LinkFlags>; 2],
     thread: Option<JoinHandle<Result<()>>>,
 }
 
@@ -171,6 +177,7 @@ impl Forwarder {
         for (queue, sa, sb) in sockets {
             let counts: Arc<[Counts; 2]> = Arc::default();
             let readers = [sa.stats_reader(), sb.stats_reader()];
+            let links = [Arc::clone(sa.watch().link()), Arc::clone(sb.watch().link())];
             let (stop2, counts2) = (Arc::clone(&stop), Arc::clone(&counts));
             let (batch, csum) = (config.batch, config.complete_checksums);
             let thread = std::thread::Builder::new()
@@ -181,6 +188,7 @@ impl Forwarder {
                 queue,
                 counts,
                 readers,
+                links,
                 thread: Some(thread),
             });
         }
@@ -225,6 +233,8 @@ impl Forwarder {
                     checksums: c.checksums.load(Ordering::Relaxed),
                     rx: k[from],
                     tx: k[to],
+                    from_down: p.links[from].is_down(),
+                    from_downs: p.links[from].downs(),
                 });
             }
         }

@@ -13,6 +13,7 @@ import click
 from afxdp_rs._afxdp import XskSocket, interface_info
 from afxdp_rs.cli.common import (
     MODES,
+    LinkNotices,
     QueuesParam,
     Rates,
     Stopping,
@@ -27,6 +28,7 @@ from afxdp_rs.cli.common import (
     warn_unheard,
     warned,
 )
+from afxdp_rs.errors import LinkDownError
 from afxdp_rs.pcap import PcapReader, PcapWriter
 from afxdp_rs.types import XdpMode
 
@@ -133,8 +135,14 @@ def capture(
                 if took and to_stdout:
                     pcap.flush()  # the reader of the pipe sees packets as they come
                 if not took:
+                    # Quiet: what was captured is on disk for readers of the file, and
+                    # is the link down? (A state: capturing goes on.)
+                    pcap.flush()
                     sel.select(timeout=0.2)
+                    for sock in socks:
+                        links.saw(name, not sock.link_up)
 
+            links = LinkNotices()
             where = f"{name}:{queue}" + (f" ({expr})" if expr else "")
             rates = run_rates(f"capture {where}", until(count, duration), take)
             stats = [s.statistics() for s in socks]
@@ -149,6 +157,7 @@ def capture(
                 "seconds": rates.seconds,
                 "packets_per_second": pcap.packets / secs,
                 "kernel_dropped": lost,
+                "link_downs": sum(links.downs.values()),
             }
         )
         return
@@ -157,7 +166,8 @@ def capture(
         f"captured {pcap.packets} packets ({pcap.bytes} bytes) to "
         f"{'standard output' if to_stdout else path} in {rates.seconds:.1f} s "
         f"({pcap.packets / secs:,.0f} pkt/s)"
-        + (f"; the kernel dropped {lost} (rx_dropped + rx_ring_full)" if lost else ""),
+        + (f"; the kernel dropped {lost} (rx_dropped + rx_ring_full)" if lost else "")
+        + links.summary(),
         err=to_stdout,
     )
 
@@ -184,6 +194,7 @@ def send_cmd(
         before = tb.link_stats(tb.peer) if tb is not None else {}
         with XskSocket(name, queue, rx_size=0) as sock:
             batch = 64 if rate is None else max(1, min(64, int(rate / 100)))
+            links = LinkNotices()
             with Rates(f"send {name}:{queue}") as rates, Stopping() as stop:
                 sent = 0
                 for _ in range(loop):
@@ -191,7 +202,16 @@ def send_cmd(
                         if stop.asked:
                             break
                         chunk = frames[i : i + batch]
-                        n = sock.send(chunk, timeout=5.0)
+                        n = 0
+                        while not stop.asked:
+                            try:
+                                n = sock.send(chunk, timeout=5.0)
+                                links.saw(name, False)
+                                break
+                            except LinkDownError:
+                                # Nothing of this chunk was queued: wait for the link.
+                                links.saw(name, True)
+                                time.sleep(0.1)
                         sent += n
                         rates.add(n, sum(len(f) for f in chunk[:n]))
                         if rate is not None:
@@ -219,6 +239,7 @@ def send_cmd(
                 "packets_per_second": achieved,
                 "rate_asked": rate,
                 "peer_received": arrived,
+                "link_downs": sum(links.downs.values()),
             }
         )
         return
@@ -230,4 +251,4 @@ def send_cmd(
         msg += f"; asked for {rate:,.0f} pkt/s: this is as fast as it went"
     if tb is not None:
         msg += f"; {tb.peer} received {arrived}"
-    click.echo(msg)
+    click.echo(msg + links.summary())

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from afxdp_rs._afxdp import XskSocket, interface_info
-from afxdp_rs.errors import AfXdpWarning
+from afxdp_rs.errors import AfXdpError, AfXdpWarning
 from afxdp_rs.testbed import VethTestbed
 
 MODES = click.Choice(["auto", "native", "skb"])
@@ -175,6 +175,33 @@ def warned(tb: VethTestbed | None, make: Callable[[], T]) -> T:
     return made
 
 
+class LinkNotices:
+    """Says in one line each time an interface goes down or comes back (a long-running
+    command keeps running across it), and counts how often it went down."""
+
+    def __init__(self) -> None:
+        self.down: dict[str, bool] = {}
+        self.downs: dict[str, int] = {}
+
+    def saw(self, ifname: str, down: bool) -> None:
+        if down == self.down.get(ifname, False):
+            return
+        self.down[ifname] = down
+        if down:
+            self.downs[ifname] = self.downs.get(ifname, 0) + 1
+            err.print(
+                f"[yellow]link {ifname} is down:[/] waiting for it to come back",
+                highlight=False,
+            )
+        else:
+            err.print(f"[green]link {ifname} is up again:[/] going on", highlight=False)
+
+    def summary(self) -> str:
+        """ "; xdp0 went down 2 times" (empty when nothing went down)."""
+        parts = [f"{n} went down {k} time{'s' if k > 1 else ''}" for n, k in self.downs.items()]
+        return ("; " + ", ".join(parts)) if parts else ""
+
+
 class Stopping:
     """Inside ``with Stopping() as stop:``, Ctrl-C and SIGTERM only set ``stop.asked``:
     the loop that checks it ends at a clean point (no half-written record, a summary
@@ -239,7 +266,11 @@ class QueuesParam(click.ParamType):  # type: ignore[type-arg]
 
 def warn_unheard(name: str, queues: list[int]) -> None:
     """Warns when IFNAME has rx queues nobody listens on: their packets are not seen."""
-    have = interface_info(name).get("rx_queues") or 1
+    try:
+        have = interface_info(name).get("rx_queues") or 1
+    except AfXdpError:
+        return  # gone meanwhile: the socket itself says so next
+
     if have > len(queues):
         listened = ", ".join(map(str, queues))
         err.print(

@@ -14,6 +14,7 @@ from rich.table import Table
 from afxdp_rs._afxdp import Forwarder, interface_info
 from afxdp_rs.cli.common import (
     MODES,
+    LinkNotices,
     QueuesParam,
     Stopping,
     bed_or_none,
@@ -49,6 +50,8 @@ def _directions(fwd: Forwarder, tx0: dict[str, int]) -> list[dict[str, Any]]:
         )
         for k in ("packets", "bytes", "checksums"):
             row[k] += d[k]
+        row["link_down"] = row.get("link_down", False) or d["from_down"]
+        row["link_downs"] = max(row.get("link_downs", 0), d["from_downs"])
         for k in ("rx_dropped", "rx_ring_full"):
             row[k] += d["rx"][k]
     for row in out.values():
@@ -166,11 +169,14 @@ def forward(
             if err.is_terminal
             else None
         )
+        links = LinkNotices()
         with Stopping() as stop:
             while not stop.asked and not done(sum(r["packets"] for r in rows)):
                 if fwd.wait(0.1):
                     break  # a queue pair ended: stop() below says why
                 rows = _directions(fwd, tx0)
+                for r in rows:
+                    links.saw(r["from"], r["link_down"])
                 if live is not None:
                     live.update(_forward_table(rows, time.perf_counter() - start))
         seconds = time.perf_counter() - start
@@ -201,7 +207,10 @@ def forward(
                 | ({"test_bed_received": arrived} if arrived is not None else {})
             )
             return
-        lines = [f"forwarded {total} packets between {a_name} and {b_name} in {seconds:.1f} s"]
+        lines = [
+            f"forwarded {total} packets between {a_name} and {b_name} in {seconds:.1f} s"
+            + links.summary()
+        ]
         for r in rows:
             lost = r["rx_dropped"] + r["rx_ring_full"] + r["tx_dropped"]
             line = (

@@ -21,6 +21,7 @@ pyo3::import_exception!(afxdp_rs.errors, XdpOSError);
 pyo3::import_exception!(afxdp_rs.errors, BatchReleasedError);
 pyo3::import_exception!(afxdp_rs.errors, BatchInUseError);
 pyo3::import_exception!(afxdp_rs.errors, ForkedSocketError);
+pyo3::import_exception!(afxdp_rs.errors, LinkDownError);
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -38,6 +39,7 @@ impl From<Error> for PyErr {
             ErrorKind::ProgramDetached => ProgramDetachedError::new_err(msg),
             ErrorKind::Busy => BusyError::new_err(msg),
             ErrorKind::Forked => ForkedSocketError::new_err(msg),
+            ErrorKind::LinkDown => LinkDownError::new_err(msg),
             ErrorKind::Os => XdpOSError::new_err(msg),
         };
         if let Some(n) = e.errno() {

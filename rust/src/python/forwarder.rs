@@ -107,7 +107,9 @@ impl PyForwarder {
 
     /// One dict per direction and queue: queue, from, to, packets, bytes, checksums
     /// (partial checksums completed), and the kernel counters of the receiving socket
-    /// (rx: rx_dropped, rx_ring_full, ...) and of the sending one (tx).
+    /// (rx: rx_dropped, rx_ring_full, ...) and of the sending one (tx); from_down
+    /// (the receiving interface was down at the last look: forwarding resumes when it is
+    /// up) and from_downs (how many times it went down).
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let report = self.with(|f| Ok(f.report()?))?;
         report
@@ -122,6 +124,8 @@ impl PyForwarder {
                 out.set_item("checksums", d.checksums)?;
                 out.set_item("rx", kernel_dict(py, &d.rx)?)?;
                 out.set_item("tx", kernel_dict(py, &d.tx)?)?;
+                out.set_item("from_down", d.from_down)?;
+                out.set_item("from_downs", d.from_downs)?;
                 Ok(out)
             })
             .collect()

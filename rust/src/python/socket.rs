@@ -67,6 +67,7 @@ pub struct PySocket {
     /// for whether the kernel can do it here).
     #[pyo3(get)]
     busy_poll: bool,
+    raise_link_down: bool,
     fd: i32,
 }
 
@@ -132,11 +133,11 @@ impl PySocket {
         inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
         shared_umem = None, frames = None, hold_fds = None, complete_checksums = false,
         fix_offloads = false, multi_buffer = None, r#match = None, timestamps = false,
-        busy_poll = false, busy_poll_usecs = 20, busy_poll_budget = 64
+        busy_poll = false, busy_poll_usecs = 20, busy_poll_budget = 64, link_down = "wait"
     ))]
     // pyo3 writes the default of a raw identifier as `...`: spell the signature out.
     #[pyo3(
-        text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None, timestamps=False, busy_poll=False, busy_poll_usecs=20, busy_poll_budget=64)"#
+        text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None, timestamps=False, busy_poll=False, busy_poll_usecs=20, busy_poll_budget=64, link_down="wait")"#
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -169,7 +170,18 @@ impl PySocket {
         busy_poll: bool,
         busy_poll_usecs: i64,
         busy_poll_budget: i64,
+        link_down: &str,
     ) -> PyResult<Self> {
+        let raise_link_down = match link_down {
+            "wait" => false,
+            "raise" => true,
+            other => {
+                return Err(config_err(format!(
+                    "link_down={other:?}: use \"wait\" (a receive on a down link returns no \
+                     packets) or \"raise\" (it raises LinkDownError)"
+                )))
+            }
+        };
         let queue = u32::try_from(queue).map_err(|_| {
             QueueError::new_err(format!(
                 "queue={queue} is not a queue id: use a non-negative integer (0 for the first queue)"
@@ -250,6 +262,7 @@ impl PySocket {
             max_packet: sock.max_packet(),
             fd: sock.fd().as_raw_fd(),
             busy_poll,
+            raise_link_down,
             core: Arc::new(Core::new(sock)),
         })
     }
@@ -298,6 +311,12 @@ impl PySocket {
                 (max, 0, watch, frames)
             }
         };
+        let raise_down = self.raise_link_down;
+        let link_error = || crate::socket::errors::link_down(&self.ifname, self.queue, "receiving");
+        if got == 0 && raise_down && watch.link().is_down() {
+            self.core.give_back(frames);
+            return Err(link_error().into());
+        }
         if got == max || (got > 0 && linger.is_zero()) || timeout.is_some_and(|t| t.is_zero()) {
             return Ok(RxBatch::new(Arc::clone(&self.core), frames));
         }
@@ -326,8 +345,16 @@ impl PySocket {
                     }
                     return Ok(None);
                 }
+                // A down link is a state: the wait returns no packets until it is up
+                // (or raises, on a socket opened with link_down="raise").
                 watch.wait(libc::POLLIN, Some(slice))?;
-                Ok((self.core.locked(|s| s.recv(max, &mut frames))? > 0).then_some(()))
+                if self.core.locked(|s| s.recv(max, &mut frames))? > 0 {
+                    return Ok(Some(()));
+                }
+                if raise_down && watch.link().is_down() {
+                    return Err(link_error());
+                }
+                Ok(None)
             })?
         };
         if got.is_some() && (frames.len() as u32) < max && !linger.is_zero() {
@@ -530,6 +557,13 @@ impl PySocket {
         Ok((!rules.is_empty()).then(|| crate::flow::describe(&rules)))
     }
 
+    /// Whether the socket's interface is up, asked of the kernel now. A socket whose
+    /// link is down stays usable; a removed interface raises XdpOSError.
+    #[getter]
+    fn link_up(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with_socket(py, |s| s.link_up())
+    }
+
     /// The NAPI ID the kernel gave the socket with its packets: 0 before the first
     /// packet, and always on devices without NAPI IDs (veth, skb mode), where
     /// busy_poll has no effect.
@@ -571,11 +605,21 @@ impl PySocket {
 
     /// The kernel's XDP_STATISTICS counters and the library's own, as a dict.
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (k, c, f) = self.with_socket(py, |s| {
-            Ok((s.statistics()?, s.counters(), s.frame_counts()))
+        let (k, c, f, down, downs) = self.with_socket(py, |s| {
+            Ok((
+                s.statistics()?,
+                s.counters(),
+                s.frame_counts(),
+                s.link_down(),
+                s.link_downs(),
+            ))
         })?;
         let d = PyDict::new(py);
-        let items: [(&str, u64); 22] = [
+        let items: [(&str, u64); 24] = [
+            // The link as last seen (1: down; the socket stays usable) and how many
+            // times it went down.
+            ("link_down", down as u64),
+            ("link_downs", downs),
             ("rx_dropped", k.rx_dropped),
             ("rx_invalid_descs", k.rx_invalid_descs),
             ("tx_invalid_descs", k.tx_invalid_descs),

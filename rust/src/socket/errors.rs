@@ -151,6 +151,31 @@ pub(super) fn busy_poll_refused(ifname: &str, option: &str, value: i32, e: io::E
     .with_errno(errno)
 }
 
+/// The socket's interface is down: the socket stays usable.
+pub(crate) fn link_down(ifname: &str, queue: u32, what: &str) -> Error {
+    Error::new(
+        ErrorKind::LinkDown,
+        format!(
+            "{what} on {ifname} queue {queue}: the interface is down; the socket stays \
+             usable and works again when the link is up (ip link set dev {ifname} up)"
+        ),
+    )
+    .with_errno(libc::ENETDOWN)
+}
+
+/// The socket lost its binding: the interface was removed (or lost the queue).
+pub(crate) fn unbound(ifname: &str, queue: u32, e: &io::Error) -> Error {
+    Error::new(
+        ErrorKind::Os,
+        format!(
+            "the AF_XDP socket on {ifname} queue {queue} stopped working ({e}): the \
+             interface was removed or lost the queue, and the socket cannot work again: \
+             close it (and open a new one once the interface is back)"
+        ),
+    )
+    .with_errno(e.raw_os_error().unwrap_or(0))
+}
+
 /// A failed kick or wakeup on a bound socket.
 pub(super) fn io_error(ifname: &str, queue: u32, what: &str, e: io::Error) -> Error {
     match e.raw_os_error() {
@@ -159,11 +184,7 @@ pub(super) fn io_error(ifname: &str, queue: u32, what: &str, e: io::Error) -> Er
             format!("{what} on {ifname}: the interface is down (bring it up: ip link set dev {ifname} up)"),
         )
         .with_errno(libc::ENETDOWN),
-        Some(libc::ENXIO) | Some(libc::ENODEV) => Error::new(
-            ErrorKind::Os,
-            format!("{what} on {ifname}: the interface is gone"),
-        )
-        .with_errno(libc::ENXIO),
+        Some(libc::ENXIO) | Some(libc::ENODEV) => unbound(ifname, queue, &e),
         _ => Error::os(format!("{what} on {ifname} queue {queue}"), e),
     }
 }

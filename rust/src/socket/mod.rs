@@ -19,7 +19,7 @@
 
 pub mod advice;
 pub mod config;
-mod errors;
+pub(crate) mod errors;
 mod forward;
 #[cfg(feature = "python")]
 mod hooks;

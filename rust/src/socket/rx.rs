@@ -42,7 +42,15 @@ impl XskSocket {
         }
         self.counters.rx_wakeups += 1;
         match crate::sys::xsk::kick_rx(self.fd()) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.watch.link().observe(false);
+                Ok(())
+            }
+            // The link is down: a state, not a failure (nothing arrives meanwhile).
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                self.watch.link().observe(true);
+                Ok(())
+            }
             Err(e) if transient(&e) => Ok(()),
             Err(e) => Err(errors::io_error(
                 &self.ifname,
@@ -271,5 +279,28 @@ impl XskSocket {
     /// whether they came. Reports an interface that went away or down.
     pub fn poll(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
         self.watch.wait(events, timeout)
+    }
+
+    /// Asks the kernel now whether the socket's interface is up (a zero-length receive
+    /// or send answers at once); a removed interface is an error.
+    pub fn link_up(&self) -> Result<bool> {
+        super::watch::probe_link(
+            self.fd(),
+            self.rings.rx.is_some(),
+            &self.ifname,
+            self.queue,
+            self.watch.link(),
+        )?;
+        Ok(!self.watch.link().is_down())
+    }
+
+    /// Whether the interface was down when the socket last looked (no system call).
+    pub fn link_down(&self) -> bool {
+        self.watch.link().is_down()
+    }
+
+    /// How many times the socket saw its interface go down.
+    pub fn link_downs(&self) -> u64 {
+        self.watch.link().downs()
     }
 }

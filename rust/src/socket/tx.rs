@@ -134,7 +134,16 @@ impl XskSocket {
         loop {
             self.counters.tx_wakeups += 1;
             match sys::xsk::kick_tx(self.fd()) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.watch.link().observe(false);
+                    return Ok(());
+                }
+                // The link is down: what is on the tx ring stays there and goes out
+                // once it is up; new sends are refused meanwhile (see queue_checked).
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                    self.watch.link().observe(true);
+                    return Ok(());
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && rounds > 0 => {
                     rounds -= 1;
                     self.complete();
@@ -160,6 +169,7 @@ impl XskSocket {
     fn queue_checked<P: AsRef<[u8]>>(&mut self, packets: &[P]) -> Result<usize> {
         self.take_pending()?;
         self.tx_ring()?;
+        self.check_link_for_send()?;
         self.complete();
         self.reclaim();
         let fs = self.config.umem.frame_size as usize;
@@ -296,6 +306,25 @@ impl XskSocket {
         Ok(true)
     }
 
+    /// Refuses to queue while the interface is down (packets would sit on the tx ring
+    /// for as long as it stays down): when the last look saw it down, looks again.
+    fn check_link_for_send(&mut self) -> Result<()> {
+        if !self.watch.link().is_down() {
+            return Ok(());
+        }
+        super::watch::probe_link(
+            self.fd(),
+            false,
+            &self.ifname,
+            self.queue,
+            self.watch.link(),
+        )?;
+        if self.watch.link().is_down() {
+            return Err(errors::link_down(&self.ifname, self.queue, "sending"));
+        }
+        Ok(())
+    }
+
     /// One step of a blocking send of packets checked with
     /// [`XskSocket::check_packets`]: queues what fits of `packets[*sent..]` (advancing
     /// `sent`), and when nothing fits drives the kernel and takes completions. A
@@ -308,6 +337,11 @@ impl XskSocket {
     ) -> Result<SendStep> {
         let n = match self.queue_checked(&packets[*sent..]) {
             Ok(n) => n,
+            // The link went down during the call: report what was queued; the next
+            // call says why nothing more is.
+            Err(e) if *sent > 0 && e.kind() == crate::error::ErrorKind::LinkDown => {
+                return Ok(SendStep::Stopped);
+            }
             Err(e) if *sent > 0 => {
                 self.pending = Some(e);
                 return Ok(SendStep::Stopped);

@@ -1,12 +1,15 @@
-//! Waiting on a socket, and telling when it stopped working: its interface went away or
-//! down, or the XDP program that fed it was detached. Also the backoff a blocked sender
-//! uses while the kernel frees frames.
+//! Waiting on a socket, and telling what happened to it: its interface went down (a
+//! state: the socket works again when the link is up), went away (fatal), or the XDP
+//! program that fed it was detached. Also the backoff a blocked sender uses while the
+//! kernel frees frames.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::errors;
 use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "loader")]
 use crate::program::XdpProgram;
@@ -23,7 +26,37 @@ pub(super) enum Feed {
     Link(Weak<OwnedFd>),
 }
 
-/// Waits on a socket without holding it, and tells when it stopped working.
+/// The link state a socket last saw, shared by the socket and its waiters: whether
+/// its interface is down (the kernel answers ENETDOWN), and how many times it went
+/// down.
+#[derive(Debug, Default)]
+pub struct LinkFlags {
+    down: AtomicBool,
+    downs: AtomicU64,
+}
+
+impl LinkFlags {
+    /// Records what the kernel just said; returns true when the state changed.
+    pub fn observe(&self, down: bool) -> bool {
+        let was = self.down.swap(down, Ordering::AcqRel);
+        if down && !was {
+            self.downs.fetch_add(1, Ordering::Relaxed);
+        }
+        was != down
+    }
+
+    /// Whether the interface was down at the last look.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    /// How many times the interface was seen going down.
+    pub fn downs(&self) -> u64 {
+        self.downs.load(Ordering::Relaxed)
+    }
+}
+
+/// Waits on a socket without holding it, and tells what happened to it.
 #[derive(Debug)]
 pub struct Watch {
     fd: Arc<OwnedFd>,
@@ -31,6 +64,7 @@ pub struct Watch {
     ifname: String,
     queue: u32,
     feeds: Vec<Feed>,
+    link: Arc<LinkFlags>,
 }
 
 impl Watch {
@@ -47,12 +81,18 @@ impl Watch {
             ifname: ifname.to_string(),
             queue,
             feeds,
+            link: Arc::default(),
         }
     }
 
+    /// The link state shared with the socket.
+    pub fn link(&self) -> &Arc<LinkFlags> {
+        &self.link
+    }
+
     /// Waits up to `timeout` for `events`; returns whether they came. When they did
-    /// not, checks that the socket still works (see [`wait_fd`]) and that its XDP
-    /// program is still attached.
+    /// not, looks at the link (see [`wait_fd`]: down is a state, removed is an error)
+    /// and checks that its XDP program is still attached.
     pub fn wait(&self, events: libc::c_short, timeout: Option<Duration>) -> Result<bool> {
         let ready = wait_fd(
             self.fd.as_fd(),
@@ -61,6 +101,7 @@ impl Watch {
             self.probe_rx,
             &self.ifname,
             self.queue,
+            &self.link,
         )?;
         if !ready {
             self.check_program()?;
@@ -122,6 +163,7 @@ pub fn wait_fd(
     probe_rx: bool,
     ifname: &str,
     queue: u32,
+    link: &LinkFlags,
 ) -> Result<bool> {
     let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
     let ready = match sys::xsk::poll(fd, events, ms) {
@@ -130,23 +172,45 @@ pub fn wait_fd(
         Err(e) => return Err(Error::os(format!("poll on {ifname} queue {queue}"), e)),
     };
     if ready {
+        link.observe(false);
         return Ok(true);
     }
+    probe_link(fd, probe_rx, ifname, queue, link)?;
+    Ok(false)
+}
+
+/// Asks the kernel whether the socket still works: a zero-length receive (or send, for
+/// a send-only socket) answers at once. ENETDOWN: the interface is down, which is a
+/// state (recorded in `link`); an unbound socket (ENXIO, or a pending socket error):
+/// the interface was removed or lost the queue, which is fatal.
+pub fn probe_link(
+    fd: BorrowedFd<'_>,
+    probe_rx: bool,
+    ifname: &str,
+    queue: u32,
+    link: &LinkFlags,
+) -> Result<()> {
     let mut failure = sys::xsk::so_error(fd).err();
-    if failure.is_none() && probe_rx {
-        // An unbound socket answers ENXIO; a bound one returns at once.
-        failure = sys::xsk::kick_rx(fd).err().filter(|e| !transient(e));
+    if failure.is_none() {
+        let kick = if probe_rx {
+            sys::xsk::kick_rx(fd)
+        } else {
+            sys::xsk::kick_tx(fd)
+        };
+        match kick {
+            Ok(()) => {
+                link.observe(false);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                link.observe(true);
+            }
+            Err(e) if transient(&e) => {}
+            Err(e) => failure = Some(e),
+        }
     }
     match failure {
-        None => Ok(false),
-        Some(e) => Err(Error::new(
-            ErrorKind::Os,
-            format!(
-                "the AF_XDP socket on {ifname} queue {queue} stopped working ({e}): the \
-                 interface was removed, went down or lost its queue; close the socket"
-            ),
-        )
-        .with_errno(e.raw_os_error().unwrap_or(0))),
+        None => Ok(()),
+        Some(e) => Err(errors::unbound(ifname, queue, &e)),
     }
 }
 

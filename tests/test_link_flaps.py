@@ -1,0 +1,321 @@
+"""A link going down and up is a state, not the end of a socket: the blocking API,
+asyncio, ``afxdp forward`` and ``afxdp capture`` ride through flaps under traffic;
+nothing sent after the link is back is lost, every loss while it was down is counted;
+a removed interface still ends things, with its own message."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import afxdp_rs
+from afxdp_rs.aio import AsyncXskSocket
+from afxdp_rs.pcap import PcapReader
+from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed
+
+pytestmark = [pytest.mark.kernel, pytest.mark.bed(veths=[("fwd0", "fwd1")])]
+
+AFXDP = shutil.which("afxdp", path=os.path.dirname(sys.executable)) or "afxdp"
+
+
+def seq_of(frame: bytes) -> int:
+    return int(struct.unpack_from("!I", frame, 14)[0])
+
+
+class Sender:
+    """Sends numbered frames into `bed.inner` from the peer end, one every 0.5 ms, in a
+    thread, noting what the kernel accepted and what it refused, by errno."""
+
+    def __init__(self, bed: VethTestbed, first: int = 0) -> None:
+        self.bed, self.next = bed, first
+        self.accepted: list[int] = []
+        self.refused: dict[int, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        with self.bed.packet_socket(self.bed.peer) as s:
+            while not self.stop.is_set():
+                try:
+                    s.send(self.bed.frame(self.next, 64))
+                    self.accepted.append(self.next)
+                except OSError as e:
+                    self.refused[e.errno or 0] = self.refused.get(e.errno or 0, 0) + 1
+                self.next += 1
+                time.sleep(0.0005)
+
+    def __enter__(self) -> Sender:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def burst(bed: VethTestbed, first: int, n: int, *, peer: str | None = None) -> list[bytes]:
+    frames = [bed.frame(first + i, 64) for i in range(n)]
+    with bed.packet_socket(peer or bed.peer) as s:
+        for f in frames:
+            s.send(f)
+    return frames
+
+
+def flap(bed: VethTestbed, name: str, down_for: float = 0.2) -> None:
+    bed.set_link_state(name, up=False)
+    time.sleep(down_for)
+    bed.set_link_state(name, up=True)
+
+
+@pytest.fixture()
+def peer_drops(bed: VethTestbed) -> Iterator[dict[str, int]]:
+    """The peer's tx_dropped before the test (what veth drops while the inner end is
+    down is counted there)."""
+    yield {"before": bed.link_stats(bed.peer).get("tx_dropped", 0)}
+
+
+def test_blocking_api_rides_through_flaps(bed: VethTestbed, peer_drops: dict[str, int]) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0) as sock:
+        got: list[bytes] = []
+        done = threading.Event()
+
+        def receive() -> None:
+            while not done.is_set():
+                with sock.recv(64, timeout=0.1) as batch:
+                    got.extend(bytes(f) for f in batch)
+
+        rx = threading.Thread(target=receive)
+        rx.start()
+        try:
+            with Sender(bed) as sender:
+                for _ in range(3):
+                    time.sleep(0.2)
+                    bed.set_link_state(bed.inner, up=False)
+                    time.sleep(0.2)
+                    # While down: nothing comes, the socket says so, sending is refused.
+                    assert not sock.link_up
+                    with pytest.raises(afxdp_rs.LinkDownError, match="stays usable"):
+                        sock.send([bed.frame(0, 64)])
+                    bed.set_link_state(bed.inner, up=True)
+                time.sleep(0.2)
+            assert sock.link_up
+            # After the link is back: nothing lost, byte for byte.
+            last = burst(bed, 1_000_000, 200)
+            deadline = time.monotonic() + 10
+            while got[-1:] != last[-1:] and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            done.set()
+            rx.join()
+        st = sock.statistics()
+        assert got[-200:] == last
+        assert st["link_downs"] == 3 and st["link_down"] == 0
+        # Every accepted frame arrived intact, or veth counted it dropped while down.
+        seqs = [seq_of(f) for f in got[:-200]]
+        assert all(f == bed.frame(seq_of(f), 64) for f in got)
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        dropped = bed.link_stats(bed.peer)["tx_dropped"] - peer_drops["before"]
+        lost_in_xsk = st["rx_dropped"] + st["rx_ring_full"]
+        # ENOBUFS: the device dropped the frame (and counted it) after taking it.
+        counted_refusals = sender.refused.get(errno.ENOBUFS, 0)
+        assert set(seqs) <= set(sender.accepted)
+        assert len(seqs) + dropped + lost_in_xsk == len(sender.accepted) + counted_refusals, (
+            len(seqs),
+            dropped,
+            lost_in_xsk,
+            len(sender.accepted),
+            sender.refused,
+        )
+        assert dropped > 0  # the flaps happened under traffic
+        # The socket sends again.
+        assert sock.send([bed.frame(7, 64)], timeout=1.0) == 1 and sock.flush(timeout=2.0)
+
+
+def test_recv_can_raise_when_asked(bed: VethTestbed) -> None:
+    with afxdp_rs.XskSocket(bed.inner, 0, link_down="raise") as sock:
+        bed.set_link_state(bed.inner, up=False)
+        try:
+            with pytest.raises(afxdp_rs.LinkDownError, match="stays usable"):
+                sock.recv(1, timeout=1.0)
+        finally:
+            bed.set_link_state(bed.inner, up=True)
+        frames = burst(bed, 5, 10)
+        got: list[bytes] = []
+        while len(got) < 10:
+            with sock.recv(16, timeout=5.0) as batch:
+                assert len(batch)
+                got.extend(bytes(f) for f in batch)
+        assert got == frames
+    with pytest.raises(afxdp_rs.ConfigError, match='link_down="later"'):
+        afxdp_rs.XskSocket(bed.inner, 0, link_down="later")  # type: ignore[arg-type]
+
+
+def test_asyncio_rides_through_a_flap(bed: VethTestbed) -> None:
+    async def main() -> list[bytes]:
+        got: list[bytes] = []
+        async with AsyncXskSocket.open(bed.inner, 0) as sock:
+
+            async def receive() -> None:
+                async for batch in sock:
+                    with batch:
+                        got.extend(bytes(f) for f in batch)
+
+            task = asyncio.create_task(receive())
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(burst, bed, 0, 50)
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(flap, bed, bed.inner, 0.5)
+            await asyncio.sleep(0.2)
+            assert not task.done(), task
+            await asyncio.to_thread(burst, bed, 100, 50)
+            for _ in range(500):
+                if len(got) >= 100:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()
+        return got
+
+    got = asyncio.run(main())
+    assert got == [bed.frame(i, 64) for i in range(50)] + [
+        bed.frame(100 + i, 64) for i in range(50)
+    ]
+
+
+def afxdp_in(bed: VethTestbed, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", bed.name, AFXDP, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class Lines:
+    """Collects a process's standard error line by line, in a thread, so that a test
+    can wait for a notice (instead of guessing how long one takes)."""
+
+    def __init__(self, p: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        assert p.stderr is not None
+        self.stream = p.stderr
+        self.thread = threading.Thread(target=self._read)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.stream:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> None:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(text in x for x in self.lines), timeout)
+        assert ok, f"no {text!r} in: {''.join(self.lines)}"
+
+    def text(self) -> str:
+        self.thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+def flap_seen(bed: VethTestbed, lines: Lines, name: str) -> None:
+    """Down until the command says so, then up until it says so."""
+    bed.set_link_state(name, up=False)
+    lines.wait_for(f"link {name} is down")
+    bed.set_link_state(name, up=True)
+    lines.wait_for(f"link {name} is up again")
+
+
+def wait_attached(name: str) -> None:
+    for _ in range(500):
+        if afxdp_rs.interface_info(name)["xdp_prog_id"]:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"nothing attached to {name}")
+
+
+def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST)) as out:
+        out.bind(("fwd1", ETH_P_AFXDP_TEST))
+        out.settimeout(5.0)
+        p = afxdp_in(bed, "forward", bed.inner, "fwd0", "--json")
+        lines = Lines(p)
+        try:
+            wait_attached(bed.inner)
+            wait_attached("fwd0")
+            first = burst(bed, 0, 100)
+            got = [out.recv(2048) for _ in range(100)]
+            flap_seen(bed, lines, bed.inner)
+            second = burst(bed, 1000, 100)
+            got += [out.recv(2048) for _ in range(100)]
+            p.send_signal(signal.SIGTERM)
+            stdout, _ = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    stderr = lines.text()
+    assert p.returncode == 0, stderr
+    assert got == first + second
+    assert json.loads(stdout)["packets"] == 200
+    assert "Traceback" not in stderr
+
+
+def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) -> None:
+    pcap = tmp_path / "flap.pcap"
+    p = afxdp_in(bed, "capture", bed.inner, "-w", str(pcap))
+    lines = Lines(p)
+
+    def captured(n: int) -> None:
+        for _ in range(1000):
+            if pcap.stat().st_size >= 24 + n * (16 + 64):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"fewer than {n} packets in {pcap}")
+
+    try:
+        wait_attached(bed.inner)
+        first = burst(bed, 0, 100)
+        captured(100)
+        flap_seen(bed, lines, bed.inner)
+        second = burst(bed, 1000, 100)
+        captured(200)
+        p.send_signal(signal.SIGTERM)
+        stdout, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    stderr = lines.text()
+    assert p.returncode == 0, stderr
+    assert PcapReader(str(pcap)).frames() == first + second
+    assert "captured 200 packets" in stdout and "went down 1 time" in stdout, stdout
+
+
+def test_a_removed_interface_still_ends_things() -> None:
+    with VethTestbed() as bed:
+        sock = afxdp_rs.XskSocket(bed.inner, 0)
+        bed.delete_link(bed.inner)
+        with pytest.raises(afxdp_rs.XdpOSError, match="removed") as e:
+            sock.recv(1, timeout=1.0)
+        assert not isinstance(e.value, afxdp_rs.LinkDownError)
+        sock.close()
+        bed.add_veth("gone0", "gone1")
+        p = afxdp_in(bed, "capture", "gone0", "-w", "/dev/null")
+        wait_attached("gone0")
+        bed.delete_link("gone0")
+        _, stderr = p.communicate(timeout=30)
+        assert p.returncode == 1, stderr
+        assert "removed" in stderr and "Traceback" not in stderr
