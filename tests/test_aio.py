@@ -90,7 +90,7 @@ def test_echo_service_answers_100k(bed: VethTestbed, loop_kind: str) -> None:
             while t.is_alive() or pending:
                 try:
                     await asyncio.wait_for(wake.wait(), 0.2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 wake.clear()
                 out, pending[:] = list(pending), []

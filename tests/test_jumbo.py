@@ -158,7 +158,7 @@ def test_timestamps_are_when_each_packet_arrived(jumbo: tuple[VethTestbed, XdpMo
                 batch_stamps = batch.timestamps()
                 stamps.extend(f.timestamp or 0.0 for f in batch)
                 assert batch_stamps == stamps[-len(batch) :]
-        for t_sent, t_got in zip(sent, stamps):
+        for t_sent, t_got in zip(sent, stamps, strict=True):
             assert t_sent - 0.005 <= t_got <= t_sent + 0.015, (sent, stamps)
         assert stamps == sorted(stamps)
     with afxdp_rs.XskSocket(bed.inner, 0) as plain, bed.packet_socket(bed.peer) as peer:

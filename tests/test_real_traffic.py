@@ -338,7 +338,7 @@ def test_checksum_of_received_frames_and_completing_on_receive() -> None:
                         got.extend((fr.checksum, bytes(fr)) for fr in batch)
                         assert batch.checksums() == [c for c, _ in got[-len(batch) :]]
                 completed = sock.statistics()["checksums_completed"]
-            for (name, f), (checksum, data) in zip(frames.items(), got):
+            for (name, f), (checksum, data) in zip(frames.items(), got, strict=True):
                 if complete and expect[name] == "partial":
                     assert checksum == "complete" and l4_checksum_ok(data), name
                 else:

@@ -171,7 +171,7 @@ def guest_snmp(g: Guest, proto: str) -> dict[str, int]:
     """The guest's protocol counters (its /proc/net/snmp)."""
     rows = [line.split() for line in g.check("cat /proc/net/snmp").splitlines()]
     found = [r for r in rows if r and r[0] == f"{proto}:"]
-    return dict(zip(found[0][1:], map(int, found[1][1:])))
+    return dict(zip(found[0][1:], map(int, found[1][1:]), strict=True))
 
 
 def guest_udp(g: Guest) -> dict[str, int]:
@@ -262,7 +262,7 @@ def test_two_queue_pairs_both_carry_traffic(image: Path, net: VethTestbed, sock_
         before = dev.statistics()
         g.check(f"taskset 1 ping -c 5 -i 0.2 -W 2 {host}; taskset 2 ping -c 5 -i 0.2 -W 2 {host}")
         mid = dev.statistics()
-        for b, m in zip(before, mid):
+        for b, m in zip(before, mid, strict=True):
             assert m["tx_packets"] - b["tx_packets"] >= 5, (b, m)
         # Datagrams sent to each queue reach the guest's stack, checksums verified.
         udp0 = guest_udp(g)
@@ -276,7 +276,7 @@ def test_two_queue_pairs_both_carry_traffic(image: Path, net: VethTestbed, sock_
         assert udp["NoPorts"] - udp0["NoPorts"] == 100
         assert udp["InCsumErrors"] == udp0["InCsumErrors"]
         after = dev.statistics()
-        for m, a in zip(mid, after):
+        for m, a in zip(mid, after, strict=True):
             assert a["rx_packets"] - m["rx_packets"] >= 50, (m, a)
         guest_to_host(g, host)
     clean(after)
@@ -394,7 +394,7 @@ def test_two_vms_on_two_queues_of_one_interface(
     paths = [tmp_path / "a.sock", tmp_path / "b.sock"]
     procs = [cli(ours, "--socket", str(paths[q]), "--start-queue", str(q)) for q in (0, 1)]
     try:
-        for p, path in zip(procs, paths):
+        for p, path in zip(procs, paths, strict=True):
             wait_listening(p, path)
         with (
             boot(image, paths[0], "10.0.1.2", MAC_A, name="vm-a") as a,
@@ -424,7 +424,7 @@ def test_two_vms_on_two_queues_of_one_interface(
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
         assert "lost 0" in out, out
         assert "guest -> xdp0" in out, out
@@ -435,7 +435,7 @@ def snmp(proto: str) -> dict[str, int]:
     """This namespace's protocol counters (the far ends' stack)."""
     with open("/proc/thread-self/net/snmp") as f:
         rows = [line.split() for line in f if line.startswith(f"{proto}:")]
-    return dict(zip(rows[0][1:], map(int, rows[1][1:])))
+    return dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=True))
 
 
 def net_icmp() -> dict[str, int]:

@@ -4,9 +4,9 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, SupportsBytes, TypeAlias, final
+from typing import Any, Literal, Self, SupportsBytes, TypeAlias, final
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer
 
 from afxdp_rs.types import BindMode, XdpMode
 

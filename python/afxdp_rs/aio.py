@@ -37,7 +37,9 @@ from afxdp_rs._afxdp import Frame, RxBatch, XskSocket
 from afxdp_rs.errors import SocketClosedError
 
 if TYPE_CHECKING:
-    from typing_extensions import Buffer, Self
+    from typing import Self
+
+    from typing_extensions import Buffer
 
 __all__ = ["AsyncXskSocket"]
 

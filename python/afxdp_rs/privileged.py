@@ -178,7 +178,7 @@ class Handover:
         failure they stay open, so the call can be retried with other options."""
         sockets: list[XskSocket] = []
         try:
-            for q, fd in zip(self.queues, self.sock_fds):
+            for q, fd in zip(self.queues, self.sock_fds, strict=True):
                 sockets.append(
                     XskSocket(
                         self.ifname,

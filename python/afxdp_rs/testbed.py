@@ -409,7 +409,7 @@ def _snmp(proto: str) -> dict[str, int]:
     # thread-self: /proc/net follows the process's first thread, not this one.
     with open("/proc/thread-self/net/snmp") as f:
         rows = [line.split() for line in f if line.startswith(f"{proto}:")]
-    return dict(zip(rows[0][1:], map(int, rows[1][1:])))
+    return dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=True))
 
 
 def packet_statistics(sock: socket.socket) -> tuple[int, int]:
