@@ -18,6 +18,10 @@ with VethTestbed(ephemeral=True) as tb, afxdp_rs.XskSocket(tb.inner, 0) as sock:
         peer.send(into)
         with sock.recv(8, timeout=2.0) as batch:
             got = batch.to_list()
+            # The zero-copy path: the buffer protocol of the limited API.
+            for i, frame in enumerate(batch):
+                with memoryview(frame) as view:
+                    assert view.readonly is False and view.tobytes() == got[i]
         assert into in got, got
         out = tb.frame(2, 64, to_inner=False)
         assert sock.send([out], timeout=2.0) == 1
@@ -27,5 +31,8 @@ with VethTestbed(ephemeral=True) as tb, afxdp_rs.XskSocket(tb.inner, 0) as sock:
             if addr[2] != socket.PACKET_OUTGOING:
                 break
         assert data == out, data
-print(f"smoke: afxdp_rs {afxdp_rs.__version__} from {afxdp_rs.__file__}: rx and tx ok")
+print(
+    f"smoke: afxdp_rs {afxdp_rs.__version__} on CPython {sys.version.split()[0]} "
+    f"from {afxdp_rs.__file__}: rx and tx ok"
+)
 sys.exit(0)
