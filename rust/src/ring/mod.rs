@@ -43,6 +43,14 @@
 //! ring for the next peek. Both guards are `#[must_use]`; dropping a reservation cancels
 //! it and dropping a peek releases nothing, so a forgotten batch never publishes
 //! garbage.
+//!
+//! Entries are written and read one at a time by position ([`Reservation::write`],
+//! [`Peeked::read`]: the position is checked against the guard's length, then masked),
+//! or in bulk: [`Reservation::write_slice`] and [`Peeked::read_into`] copy a slice in at
+//! most two pieces (two where the batch wraps around the end of the ring),
+//! [`Reservation::write_iter`] and [`Peeked::iter`] walk the batch in at most two runs
+//! without a mask per entry. The guards carry the entry array's address, the mask and
+//! the first index by value, so that a loop over a batch keeps them in registers.
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;
@@ -183,45 +191,55 @@ impl<T: Copy> Ring<T> {
         flags.load(Ordering::Acquire) & XDP_RING_NEED_WAKEUP != 0
     }
 
+    /// The entry array.
     #[inline(always)]
-    fn slot(&self, index: u32) -> *mut Slot<T> {
-        // SAFETY: index & mask < size, and the entries array holds size entries.
-        unsafe {
-            self.parts
-                .entries
-                .as_ptr()
-                .cast::<Slot<T>>()
-                .add((index & self.mask) as usize)
-        }
+    fn entries(&self) -> NonNull<Slot<T>> {
+        self.parts.entries.cast()
     }
+}
 
-    /// # Safety
-    /// The caller owns slot `index` (reserved, not yet published).
-    #[inline(always)]
-    unsafe fn write_slot(&self, index: u32, value: T) {
-        // SAFETY: the slot is inside the ring (see slot) and the caller owns it.
-        #[cfg(not(loom))]
-        unsafe {
-            self.slot(index).write(value)
-        };
-        // SAFETY: as above.
-        #[cfg(loom)]
-        unsafe {
-            (*self.slot(index)).with_mut(|p| p.write(value))
-        };
-    }
+/// Writes entry `pos` (an index already reduced by the mask) of the array at `entries`.
+///
+/// # Safety
+/// `entries` is a live ring's entry array, `pos` is smaller than its size, and the
+/// caller owns the slot (reserved, not yet published).
+#[inline(always)]
+unsafe fn write_entry<T>(entries: NonNull<Slot<T>>, pos: usize, value: T) {
+    // SAFETY: pos is inside the array and the caller owns the slot.
+    #[cfg(not(loom))]
+    unsafe {
+        entries.as_ptr().add(pos).write(value)
+    };
+    // SAFETY: as above.
+    #[cfg(loom)]
+    unsafe {
+        (*entries.as_ptr().add(pos)).with_mut(|p| p.write(value))
+    };
+}
 
-    /// # Safety
-    /// Slot `index` was published to the caller and not handed back yet.
-    #[inline(always)]
-    unsafe fn read_slot(&self, index: u32) -> T {
-        // SAFETY: the slot is inside the ring (see slot) and published to the caller.
-        #[cfg(not(loom))]
-        return unsafe { self.slot(index).read() };
-        // SAFETY: as above.
-        #[cfg(loom)]
-        return unsafe { (*self.slot(index)).with(|p| p.read()) };
-    }
+/// Reads entry `pos` (an index already reduced by the mask) of the array at `entries`.
+///
+/// # Safety
+/// `entries` is a live ring's entry array, `pos` is smaller than its size, and the
+/// entry was published to the caller and not handed back yet.
+#[inline(always)]
+unsafe fn read_entry<T: Copy>(entries: NonNull<Slot<T>>, pos: usize) -> T {
+    // SAFETY: pos is inside the array and the entry is the caller's to read.
+    #[cfg(not(loom))]
+    return unsafe { entries.as_ptr().add(pos).read() };
+    // SAFETY: as above.
+    #[cfg(loom)]
+    return unsafe { (*entries.as_ptr().add(pos)).with(|p| p.read()) };
+}
+
+/// Where `n` consecutive entries from ring index `index` are in the array: the position
+/// of the first, and how many lie before the end of the array (the rest continue at
+/// position 0).
+#[inline(always)]
+fn runs(index: u32, mask: u32, n: usize) -> (usize, usize) {
+    let pos = (index & mask) as usize;
+    let to_end = mask as usize + 1 - pos;
+    (pos, n.min(to_end))
 }
 
 /// The producing end of a ring (the user's side of fill and tx).
@@ -278,16 +296,19 @@ impl<T: Copy> ProducerRing<T> {
     }
 
     /// Reserves up to `n` slots (fewer when the ring is fuller). Write them with
-    /// [`Reservation::write`], then [`Reservation::submit`].
+    /// [`Reservation::write`] (or the bulk [`write_slice`](Reservation::write_slice)
+    /// and [`write_iter`](Reservation::write_iter)), then [`Reservation::submit`].
     #[inline]
     pub fn reserve(&mut self, n: u32) -> Reservation<'_, T> {
         let len = self.free(n).min(n);
         let start = self.cached_prod;
         self.cached_prod = start.wrapping_add(len);
         Reservation {
-            ring: self,
+            entries: self.ring.entries(),
+            mask: self.ring.mask,
             start,
             len,
+            ring: self,
         }
     }
 
@@ -305,9 +326,15 @@ impl<T: Copy> ProducerRing<T> {
 }
 
 /// Slots reserved on a producer ring. Submit them, or they are cancelled on drop.
+///
+/// It carries the entry array's address, the mask and its first index by value, so
+/// that a loop of writes keeps them in registers: a write into the ring could, for all
+/// the compiler knows, change the fields of the ring end it was reached through.
 #[must_use = "reserved slots are cancelled unless submitted"]
 pub struct Reservation<'a, T: Copy> {
     ring: &'a mut ProducerRing<T>,
+    entries: NonNull<Slot<T>>,
+    mask: u32,
     start: u32,
     len: u32,
 }
@@ -332,9 +359,70 @@ impl<T: Copy> Reservation<'_, T> {
             "slot {i} outside a reservation of {}",
             self.len
         );
-        // SAFETY: slot start+i was reserved: the consumer has handed it back (checked
-        // against the acquired consumer index) and only we write it until submit.
-        unsafe { self.ring.ring.write_slot(self.start.wrapping_add(i), value) };
+        let pos = (self.start.wrapping_add(i) & self.mask) as usize;
+        // SAFETY: pos is masked into the array; slot start+i was reserved (i < len): the
+        // consumer has handed it back (checked against the acquired consumer index) and
+        // only we write it until submit.
+        unsafe { write_entry(self.entries, pos, value) };
+    }
+
+    /// Writes `values` into the reserved slots `i..i + values.len()`: one copy, or two
+    /// where the slots wrap around the end of the ring.
+    #[inline]
+    pub fn write_slice(&mut self, i: u32, values: &[T]) {
+        assert!(
+            i <= self.len && values.len() <= (self.len - i) as usize,
+            "slots {i}..{i}+{} outside a reservation of {}",
+            values.len(),
+            self.len
+        );
+        let (pos, first) = runs(self.start.wrapping_add(i), self.mask, values.len());
+        #[cfg(not(loom))]
+        // SAFETY: the slots are reserved (checked above) and inside the array: `first`
+        // entries from pos end at or before the array's end, the rest start at 0 and
+        // stay below the ring size (values.len() <= len <= size). `values` is ordinary
+        // memory of ours, not the ring's.
+        unsafe {
+            let (base, src, n) = (self.entries.as_ptr(), values.as_ptr(), values.len());
+            std::ptr::copy_nonoverlapping(src, base.add(pos), first);
+            std::ptr::copy_nonoverlapping(src.add(first), base, n - first);
+        }
+        #[cfg(loom)]
+        for (k, &v) in values.iter().enumerate() {
+            let pos = if k < first { pos + k } else { k - first };
+            // SAFETY: as above, one entry at a time.
+            unsafe { write_entry(self.entries, pos, v) };
+        }
+    }
+
+    /// Writes the values `values` yields into the reserved slots from the first on, until
+    /// it ends or every slot is written; returns how many were written. The slots are
+    /// walked in at most two runs, without a mask per entry.
+    #[inline]
+    pub fn write_iter<I: IntoIterator<Item = T>>(&mut self, values: I) -> u32 {
+        let mut values = values.into_iter();
+        let len = self.len as usize;
+        // The `len` reserved slots from `start`: `first` of them from pos, the rest from
+        // position 0 (see write_slice).
+        let (pos, first) = runs(self.start, self.mask, len);
+        let entries = self.entries;
+        let mut written = 0;
+        values.by_ref().take(first).for_each(|v| {
+            // SAFETY: pos + written < pos + first: one of the reserved slots, inside
+            // the array.
+            unsafe { write_entry(entries, pos + written, v) };
+            written += 1;
+        });
+        if written == first {
+            let mut wrapped = 0;
+            values.take(len - first).for_each(|v| {
+                // SAFETY: wrapped < len - first: as above.
+                unsafe { write_entry(entries, wrapped, v) };
+                wrapped += 1;
+            });
+            written += wrapped;
+        }
+        written as u32
     }
 
     /// Publishes the first `n` reserved slots to the consumer and cancels the rest.
@@ -423,9 +511,11 @@ impl<T: Copy> ConsumerRing<T> {
         let start = self.cached_cons;
         self.cached_cons = start.wrapping_add(len);
         Peeked {
-            ring: self,
+            entries: self.ring.entries(),
+            mask: self.ring.mask,
             start,
             len,
+            ring: self,
         }
     }
 
@@ -436,10 +526,13 @@ impl<T: Copy> ConsumerRing<T> {
     }
 }
 
-/// Entries peeked from a consumer ring.
+/// Entries peeked from a consumer ring. Like [`Reservation`], it carries the entry
+/// array's address, the mask and its first index by value.
 #[must_use = "peeked entries stay in the ring unless released"]
 pub struct Peeked<'a, T: Copy> {
     ring: &'a mut ConsumerRing<T>,
+    entries: NonNull<Slot<T>>,
+    mask: u32,
     start: u32,
     len: u32,
 }
@@ -460,9 +553,52 @@ impl<T: Copy> Peeked<'_, T> {
     #[inline]
     pub fn read(&self, i: u32) -> T {
         assert!(i < self.len, "entry {i} outside a peek of {}", self.len);
-        // SAFETY: entry start+i was published by the producer (seen through the acquire
-        // load of its index) and is not handed back until we release it.
-        unsafe { self.ring.ring.read_slot(self.start.wrapping_add(i)) }
+        let pos = (self.start.wrapping_add(i) & self.mask) as usize;
+        // SAFETY: pos is masked into the array; entry start+i (i < len) was published by
+        // the producer (seen through the acquire load of its index) and is not handed
+        // back until we release it.
+        unsafe { read_entry(self.entries, pos) }
+    }
+
+    /// Reads the peeked entries `i..i + out.len()` into `out`: one copy, or two where
+    /// the entries wrap around the end of the ring.
+    #[inline]
+    pub fn read_into(&self, i: u32, out: &mut [T]) {
+        assert!(
+            i <= self.len && out.len() <= (self.len - i) as usize,
+            "entries {i}..{i}+{} outside a peek of {}",
+            out.len(),
+            self.len
+        );
+        let (pos, first) = runs(self.start.wrapping_add(i), self.mask, out.len());
+        #[cfg(not(loom))]
+        // SAFETY: the entries are peeked (checked above): published to us and not handed
+        // back while this borrow of the peek lives; both runs are inside the array (see
+        // write_slice). `out` is ordinary memory of ours, not the ring's.
+        unsafe {
+            let (base, dst, n) = (self.entries.as_ptr(), out.as_mut_ptr(), out.len());
+            std::ptr::copy_nonoverlapping(base.add(pos), dst, first);
+            std::ptr::copy_nonoverlapping(base, dst.add(first), n - first);
+        }
+        #[cfg(loom)]
+        for (k, o) in out.iter_mut().enumerate() {
+            let pos = if k < first { pos + k } else { k - first };
+            // SAFETY: as above, one entry at a time.
+            *o = unsafe { read_entry(self.entries, pos) };
+        }
+    }
+
+    /// The peeked entries in order, by value (at most two runs: no mask per entry).
+    #[inline]
+    pub fn iter(&self) -> PeekedIter<'_, T> {
+        let (pos, first) = runs(self.start, self.mask, self.len as usize);
+        PeekedIter {
+            entries: self.entries,
+            at: pos,
+            end: pos + first,
+            then: self.len as usize - first,
+            _peek: PhantomData,
+        }
     }
 
     /// Consumes the first `n` entries (hands their slots back to the producer) and
@@ -510,3 +646,57 @@ impl<T: Copy> Drop for Peeked<'_, T> {
         self.ring.cached_cons = self.start;
     }
 }
+
+/// The entries of a [`Peeked`], by value: see [`Peeked::iter`].
+pub struct PeekedIter<'a, T: Copy> {
+    entries: NonNull<Slot<T>>,
+    /// The next entry's position, and the end of the run it is in.
+    at: usize,
+    end: usize,
+    /// How many entries follow from position 0 once this run ends (the wrap).
+    then: usize,
+    /// Borrows the peek: the entries cannot be released while iterating.
+    _peek: PhantomData<&'a T>,
+}
+
+impl<T: Copy> Iterator for PeekedIter<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.at == self.end {
+            if self.then == 0 {
+                return None;
+            }
+            (self.at, self.end, self.then) = (0, self.then, 0);
+        }
+        // SAFETY: `at` is inside the run of peeked entries it walks (see Peeked::iter),
+        // which the borrowed peek holds published and unreleased.
+        let v = unsafe { read_entry(self.entries, self.at) };
+        self.at += 1;
+        Some(v)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end - self.at + self.then;
+        (n, Some(n))
+    }
+
+    #[inline]
+    fn fold<B, F: FnMut(B, T) -> B>(self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        for pos in self.at..self.end {
+            // SAFETY: as in next: every position of both runs is a peeked entry.
+            acc = f(acc, unsafe { read_entry(self.entries, pos) });
+        }
+        for pos in 0..self.then {
+            // SAFETY: as above.
+            acc = f(acc, unsafe { read_entry(self.entries, pos) });
+        }
+        acc
+    }
+}
+
+impl<T: Copy> ExactSizeIterator for PeekedIter<'_, T> {}
+impl<T: Copy> std::iter::FusedIterator for PeekedIter<'_, T> {}

@@ -228,3 +228,243 @@ fn one_producer_only() {
 fn size_must_be_power_of_two() {
     let _ = LocalRing::<u64>::new(6, 0);
 }
+
+#[test]
+fn bulk_writes_and_reads_across_the_wrap() {
+    // Eight slots, the batch starting three before the end of the array.
+    let (ring, mut p, mut c) = pair(8, 5);
+    let mut r = p.reserve(7);
+    assert_eq!(r.len(), 7);
+    r.write(0, 10);
+    r.write_slice(1, &[11, 12, 13, 14]);
+    r.write_slice(5, &[15, 16]);
+    r.write_slice(7, &[]);
+    r.submit_all();
+    let peek = c.peek(8);
+    assert_eq!(peek.len(), 7);
+    let mut out = [0u64; 5];
+    peek.read_into(2, &mut out);
+    assert_eq!(out, [12, 13, 14, 15, 16]);
+    let mut none: [u64; 0] = [];
+    peek.read_into(7, &mut none);
+    let it = peek.iter();
+    assert_eq!(it.len(), 7);
+    assert_eq!(it.collect::<Vec<_>>(), (10..17).collect::<Vec<_>>());
+    let folded = peek.iter().fold(Vec::new(), |mut all, v| {
+        all.push(v);
+        all
+    });
+    assert_eq!(folded, (10..17).collect::<Vec<_>>());
+    let mut it = peek.iter();
+    it.nth(5);
+    assert_eq!(it.size_hint(), (1, Some(1)));
+    assert_eq!(it.next(), Some(16));
+    assert_eq!((it.next(), it.next()), (None, None));
+    peek.release_all();
+    assert_eq!(ring.shared_indices(), (12, 12));
+}
+
+#[test]
+fn write_iter_stops_at_the_shorter_end() {
+    let (_r, mut p, mut c) = pair(8, u32::MAX - 2);
+    // More values than slots: the reservation fills up.
+    let mut r = p.reserve(5);
+    assert_eq!(r.write_iter(100..), 5);
+    r.submit_all();
+    // Fewer values than slots: submit what was written.
+    let mut r = p.reserve(3);
+    let n = r.write_iter([7, 8]);
+    assert_eq!(n, 2);
+    r.submit(n);
+    assert_eq!(consume(&mut c, 8), vec![100, 101, 102, 103, 104, 7, 8]);
+    // Slots 4..8 then 0..2: the values run past the end of the array, and stop before
+    // the reservation's end.
+    let mut r = p.reserve(6);
+    assert_eq!(r.write_iter(0..5), 5);
+    r.submit(5);
+    // The values end inside the first run (slots 1..4).
+    let mut r = p.reserve(3);
+    assert_eq!(r.write_iter([9]), 1);
+    r.submit(1);
+    assert_eq!(consume(&mut c, 8), vec![0, 1, 2, 3, 4, 9]);
+    // The values end exactly at the end of the array (slots 2..8, then 0).
+    let mut r = p.reserve(7);
+    assert_eq!(r.write_iter(20..26), 6);
+    r.submit(6);
+    assert_eq!(consume(&mut c, 8), (20..26).collect::<Vec<_>>());
+}
+
+#[test]
+fn iter_after_cancel_sees_what_is_kept() {
+    let (_r, mut p, mut c) = pair(4, 2);
+    produce(&mut p, &[1, 2, 3, 4]);
+    let mut peek = c.peek(4);
+    peek.cancel(1);
+    assert_eq!(peek.iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    peek.release(2);
+    assert_eq!(consume(&mut c, 4), vec![3, 4]);
+}
+
+#[test]
+#[should_panic(expected = "outside a reservation")]
+fn write_past_the_reservation_panics() {
+    let (_r, mut p, _c) = pair(8, 0);
+    let mut r = p.reserve(2);
+    r.write(2, 0);
+}
+
+#[test]
+#[should_panic(expected = "outside a reservation")]
+fn write_slice_past_the_reservation_panics() {
+    let (_r, mut p, _c) = pair(8, 0);
+    let mut r = p.reserve(4);
+    r.write_slice(2, &[1, 2, 3]);
+}
+
+#[test]
+#[should_panic(expected = "outside a reservation")]
+fn write_slice_from_past_the_end_panics() {
+    let (_r, mut p, _c) = pair(8, 0);
+    let mut r = p.reserve(4);
+    r.write_slice(5, &[]);
+}
+
+#[test]
+#[should_panic(expected = "outside a peek")]
+fn read_into_past_the_peek_panics() {
+    let (_r, mut p, mut c) = pair(8, 0);
+    produce(&mut p, &[1, 2, 3]);
+    let peek = c.peek(8);
+    let mut out = [0u64; 3];
+    peek.read_into(1, &mut out);
+}
+
+#[test]
+#[should_panic(expected = "outside a peek")]
+fn read_past_a_cancelled_peek_panics() {
+    let (_r, mut p, mut c) = pair(8, 0);
+    produce(&mut p, &[1, 2, 3]);
+    let mut peek = c.peek(8);
+    peek.cancel(2);
+    peek.read(1);
+}
+
+mod bulk_model {
+    //! The bulk methods against a FIFO model: every batch written and read with a random
+    //! mix of per-position, slice and iterator calls, starting near the 32-bit wrap.
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Reserve up to n slots, fill them with `how` (the split point for slices),
+        /// submit the first k.
+        Produce { n: u32, k: u32, how: u8, split: u32 },
+        /// Peek up to n, read them all with `how`, cancel the last c, release r.
+        Consume {
+            n: u32,
+            c: u32,
+            r: u32,
+            how: u8,
+            split: u32,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u32..40, 0u32..40, 0u8..3, 0u32..40).prop_map(|(n, k, how, split)| Op::Produce {
+                n,
+                k,
+                how,
+                split
+            }),
+            (0u32..40, 0u32..40, 0u32..40, 0u8..3, 0u32..40).prop_map(|(n, c, r, how, split)| {
+                Op::Consume {
+                    n,
+                    c,
+                    r,
+                    how,
+                    split,
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn bulk_methods_behave_like_a_fifo(
+            size_log in 0u32..6,
+            start_back in 0u32..200,
+            ops in proptest::collection::vec(op(), 1..200),
+        ) {
+            let size = 1u32 << size_log;
+            let ring = LocalRing::<u64>::new(size, 0u32.wrapping_sub(start_back));
+            let mut prod = ring.producer();
+            let mut cons = ring.consumer();
+            let mut model: VecDeque<u64> = VecDeque::new();
+            let mut next = 0u64;
+            for op in ops {
+                match op {
+                    Op::Produce { n, k, how, split } => {
+                        let mut r = prod.reserve(n);
+                        let len = r.len();
+                        prop_assert_eq!(len, n.min(size - model.len() as u32));
+                        let values: Vec<u64> = (next..next + len as u64).collect();
+                        match how {
+                            0 => {
+                                for (i, &v) in values.iter().enumerate() {
+                                    r.write(i as u32, v);
+                                }
+                            }
+                            1 => {
+                                let split = split.min(len) as usize;
+                                r.write_slice(split as u32, &values[split..]);
+                                r.write_slice(0, &values[..split]);
+                            }
+                            _ => prop_assert_eq!(r.write_iter(values.iter().copied()), len),
+                        }
+                        let k = k.min(len);
+                        r.submit(k);
+                        model.extend(&values[..k as usize]);
+                        next += k as u64;
+                    }
+                    Op::Consume { n, c, r, how, split } => {
+                        let mut peek = cons.peek(n);
+                        let len = peek.len();
+                        prop_assert_eq!(len, n.min(model.len() as u32));
+                        let got: Vec<u64> = match how {
+                            0 => (0..len).map(|i| peek.read(i)).collect(),
+                            1 => {
+                                let mut out = vec![0; len as usize];
+                                let split = split.min(len);
+                                peek.read_into(split, &mut out[split as usize..]);
+                                peek.read_into(0, &mut out[..split as usize]);
+                                out
+                            }
+                            _ => {
+                                let it = peek.iter();
+                                prop_assert_eq!(it.len(), len as usize);
+                                it.collect()
+                            }
+                        };
+                        let want: Vec<u64> = model.iter().take(len as usize).copied().collect();
+                        prop_assert_eq!(got, want);
+                        let c = c.min(len);
+                        peek.cancel(c);
+                        prop_assert_eq!(peek.iter().count() as u32, len - c);
+                        let r = r.min(peek.len());
+                        peek.release(r);
+                        model.drain(..r as usize);
+                    }
+                }
+                let (p, q) = ring.shared_indices();
+                prop_assert_eq!(p.wrapping_sub(q), model.len() as u32, "published entries");
+            }
+        }
+    }
+}
