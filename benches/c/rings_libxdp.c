@@ -80,41 +80,55 @@ static inline void black_box(__u64 *v)
 	__asm__ volatile("" : : "r"(v) : "memory");
 }
 
-/* `iters` rounds of: reserve `batch` tx slots, write a descriptor into each, submit;
- * peek up to `batch` entries, add up their addresses, release. The same loop as the
- * Rust side of benches/rings.rs. Returns the last round's sum. */
-__u64 afxdp_libxdp_ring_run(struct bench_ring *b, uint32_t batch, uint64_t iters)
+/* One round: reserve `batch` tx slots, write a descriptor into each, submit; peek up
+ * to `batch` entries, add up their addresses, release. The same loop as the Rust side
+ * of benches/rings.rs. */
+static inline __attribute__((always_inline)) void
+one_round(struct xsk_ring_prod *tx, struct xsk_ring_cons *rx, __u64 *addr, uint32_t batch)
 {
-	/* The ring state in locals, as the Rust side keeps its ring ends. */
+	__u32 idx = 0, n, i;
+	__u64 sum = 0;
+
+	n = xsk_ring_prod__reserve(tx, batch, &idx);
+	for (i = 0; i < n; i++) {
+		struct xdp_desc *d = xsk_ring_prod__tx_desc(tx, idx + i);
+
+		d->addr = *addr;
+		d->len = 64;
+		d->options = 0;
+		*addr += 2048;
+	}
+	xsk_ring_prod__submit(tx, n);
+
+	n = xsk_ring_cons__peek(rx, batch, &idx);
+	for (i = 0; i < n; i++)
+		sum += xsk_ring_cons__rx_desc(rx, idx + i)->addr;
+	xsk_ring_cons__release(rx, n);
+	black_box(&sum);
+}
+
+/* `iters` rounds with the ring state (the xsk_ring_prod/xsk_ring_cons structs) copied
+ * into local variables, which the compiler keeps in registers: the best case. */
+void afxdp_libxdp_ring_run_local(struct bench_ring *b, uint32_t batch, uint64_t iters)
+{
 	struct xsk_ring_prod tx = b->tx;
 	struct xsk_ring_cons rx = b->rx;
 	__u64 addr = b->addr;
-	__u64 sum = 0;
 
-	for (uint64_t it = 0; it < iters; it++) {
-		__u32 idx = 0, n, i;
-
-		n = xsk_ring_prod__reserve(&tx, batch, &idx);
-		for (i = 0; i < n; i++) {
-			struct xdp_desc *d = xsk_ring_prod__tx_desc(&tx, idx + i);
-
-			d->addr = addr;
-			d->len = 64;
-			d->options = 0;
-			addr += 2048;
-		}
-		xsk_ring_prod__submit(&tx, n);
-
-		n = xsk_ring_cons__peek(&rx, batch, &idx);
-		sum = 0;
-		for (i = 0; i < n; i++)
-			sum += xsk_ring_cons__rx_desc(&rx, idx + i)->addr;
-		xsk_ring_cons__release(&rx, n);
-		black_box(&sum);
-	}
-
+	for (uint64_t it = 0; it < iters; it++)
+		one_round(&tx, &rx, &addr, batch);
 	b->tx = tx;
 	b->rx = rx;
 	b->addr = addr;
-	return sum;
+}
+
+/* `iters` rounds on the ring state where a program keeps it, in a struct reached
+ * through a pointer (as xdpsock's xsk->tx). */
+void afxdp_libxdp_ring_run_shared(struct bench_ring *b, uint32_t batch, uint64_t iters)
+{
+	__u64 addr = b->addr;
+
+	for (uint64_t it = 0; it < iters; it++)
+		one_round(&b->tx, &b->rx, &addr, batch);
+	b->addr = addr;
 }
