@@ -40,8 +40,8 @@ def test_busy_poll_receives_every_byte(bed: VethTestbed, mode: XdpMode) -> None:
         fd = sock.fileno()
         assert socket_int(fd, SO_PREFER_BUSY_POLL) == 1
         assert socket_int(fd, SO_BUSY_POLL) == 50
-        # SO_BUSY_POLL_BUDGET cannot be read back (getsockopt does not know it): that
-        # it was set shows in the refusal test below, which fails on the first option.
+        # SO_BUSY_POLL_BUDGET cannot be read back (getsockopt does not know it); a
+        # value the kernel refuses would have failed the open.
         # Both modes on veth: no NAPI ID, so the kernel cannot busy-poll; said at once.
         assert any("busy_poll on xdp0 has no effect" in w for w in sock.warnings)
         frames = [bed.frame(i, 60 + i % 900) for i in range(500)]

@@ -111,6 +111,7 @@ def test_blocking_api_rides_through_flaps(bed: VethTestbed, peer_drops: dict[str
                     with pytest.raises(afxdp_rs.LinkDownError, match="stays usable"):
                         sock.send([bed.frame(0, 64)])
                     bed.set_link_state(bed.inner, up=True)
+                    assert sock.link_up
                 time.sleep(0.2)
             assert sock.link_up
             # After the link is back: nothing lost, byte for byte.
@@ -153,6 +154,9 @@ def test_recv_can_raise_when_asked(bed: VethTestbed) -> None:
                 sock.recv(1, timeout=1.0)
         finally:
             bed.set_link_state(bed.inner, up=True)
+        # Up again: an idle receive waits and returns nothing (no stale LinkDownError).
+        with sock.recv(1, timeout=0.2) as idle:
+            assert len(idle) == 0
         frames = burst(bed, 5, 10)
         got: list[bytes] = []
         while len(got) < 10:
@@ -262,15 +266,28 @@ def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
             flap_seen(bed, lines, bed.inner)
             second = burst(bed, 1000, 100)
             got += [out.recv(2048) for _ in range(100)]
+            # Its destination goes down: what comes meanwhile waits on fwd0's tx ring
+            # and leaves when fwd0 is up again, in order.
+            bed.set_link_state("fwd0", up=False)
+            lines.wait_for("link fwd0 is down")
+            during = burst(bed, 2000, 50)
+            bed.set_link_state("fwd0", up=True)
+            lines.wait_for("link fwd0 is up again")
+            got += [out.recv(2048) for _ in range(50)]
+            third = burst(bed, 3000, 100)
+            got += [out.recv(2048) for _ in range(100)]
             p.send_signal(signal.SIGTERM)
-            stdout, _ = p.communicate(timeout=30)
+            p.wait(timeout=30)
+            assert p.stdout is not None
+            stdout = p.stdout.read()
         finally:
             if p.poll() is None:
                 p.kill()
+                p.wait()
     stderr = lines.text()
     assert p.returncode == 0, stderr
-    assert got == first + second
-    assert json.loads(stdout)["packets"] == 200
+    assert got == first + second + during + third
+    assert json.loads(stdout)["packets"] == 350
     assert "Traceback" not in stderr
 
 
@@ -294,10 +311,13 @@ def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) 
         second = burst(bed, 1000, 100)
         captured(200)
         p.send_signal(signal.SIGTERM)
-        stdout, _ = p.communicate(timeout=30)
+        p.wait(timeout=30)
+        assert p.stdout is not None
+        stdout = p.stdout.read()
     finally:
         if p.poll() is None:
             p.kill()
+            p.wait()
     stderr = lines.text()
     assert p.returncode == 0, stderr
     assert PcapReader(str(pcap)).frames() == first + second
@@ -306,16 +326,23 @@ def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) 
 
 def test_a_removed_interface_still_ends_things() -> None:
     with VethTestbed() as bed:
-        sock = afxdp_rs.XskSocket(bed.inner, 0)
-        bed.delete_link(bed.inner)
-        with pytest.raises(afxdp_rs.XdpOSError, match="removed") as e:
-            sock.recv(1, timeout=1.0)
-        assert not isinstance(e.value, afxdp_rs.LinkDownError)
-        sock.close()
+        with afxdp_rs.XskSocket(bed.inner, 0, link_down="raise") as sock:
+            # Seen down first, then removed: the removal is what it says.
+            bed.set_link_state(bed.inner, up=False)
+            assert not sock.link_up
+            bed.delete_link(bed.inner)
+            with pytest.raises(afxdp_rs.XdpOSError, match="removed") as e:
+                sock.recv(1, timeout=1.0)
+            assert not isinstance(e.value, afxdp_rs.LinkDownError)
         bed.add_veth("gone0", "gone1")
         p = afxdp_in(bed, "capture", "gone0", "-w", "/dev/null")
-        wait_attached("gone0")
-        bed.delete_link("gone0")
-        _, stderr = p.communicate(timeout=30)
+        try:
+            wait_attached("gone0")
+            bed.delete_link("gone0")
+            _, stderr = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         assert p.returncode == 1, stderr
         assert "removed" in stderr and "Traceback" not in stderr

@@ -195,7 +195,8 @@ class XskSocket:
         """Sends bytes-like packets (bytes, bytearray, memoryview, Frame, or objects with
         `__bytes__`). Waits up to `timeout` seconds (None: as long as needed) for free
         frames and tx ring space; returns how many were queued, which is fewer than
-        given only when the time ran out. A list or tuple is checked whole before any
+        given only when the time ran out or the link went down during the call (the next
+        call then raises LinkDownError). A list or tuple is checked whole before any
         packet is queued; any other iterable is taken in chunks of 256. An exception
         (a bad packet, or one the iterator raised) says on its `queued` attribute how
         many packets of the call were queued before it.

@@ -105,8 +105,9 @@ class XdpOSError(AfXdpError, OSError):
 class LinkDownError(AfXdpError, OSError):
     """The socket's interface is down. The socket stays usable: it receives and sends
     again once the link is up (a cable pulled for a second, a NIC reset, a veth going
-    down and up). Raised by ``send`` (nothing is queued while the link is down), and by
-    ``recv`` only on a socket opened with ``link_down="raise"``."""
+    down and up). Raised by ``send`` once the socket has seen the link down (from then
+    on nothing is queued until it is up), and by ``recv`` only on a socket opened with
+    ``link_down="raise"``."""
 
 
 class BatchReleasedError(AfXdpError, ValueError):

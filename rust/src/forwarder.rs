@@ -109,6 +109,9 @@ pub struct Forwarder {
     generation: u64,
 }
 
+/// How long a pair with a side whose link is down waits before it looks again.
+const DOWN_PAUSE: Duration = Duration::from_millis(10);
+
 /// How long an idle pair waits in poll(2) before it looks at the stop flag again.
 const IDLE_POLL_MS: i32 = 100;
 
@@ -298,7 +301,17 @@ fn run_pair(
         let ba = b.forward_to(&mut a, batch, csum)?;
         counts[0].add(&ab);
         counts[1].add(&ba);
-        if ab.packets == 0 && ba.packets == 0 {
+        if ab.packets == 0 && ba.packets == 0 && (a.link_down() || b.link_down()) {
+            // A side is down: packets for it wait in the other side's rx ring (whose
+            // fd is then always readable, so polling would spin); look at the links
+            // again after a pause.
+            std::thread::sleep(DOWN_PAUSE);
+            a.link_up()?;
+            b.link_up()?;
+            // What waited on a tx ring while its link was down leaves once it is up.
+            a.kick_tx()?;
+            b.kick_tx()?;
+        } else if ab.packets == 0 && ba.packets == 0 {
             // Nothing moved: wait for either side, bounded so that stop is seen.
             let ready = sys::xsk::poll_any(&[a.fd(), b.fd()], libc::POLLIN, IDLE_POLL_MS)
                 .map_err(|e| Error::os("poll on the forwarding sockets", e))?;

@@ -7,7 +7,8 @@ once: ``afxdp capture -c 100 -w /tmp/x.pcap``.
 Exit codes: 0 done (also when stopped by Ctrl-C or SIGTERM, after printing what was
 done so far); 1 a failure, or a loss nothing accounts for (``verify``); 2 a usage
 error (a bad option, a file or interface that cannot be used); 130 stopped before
-anything was done. Errors are one line on standard error; ``AFXDP_TRACEBACK=1`` adds
+anything was done (interrupted). A reader of standard output that goes away early
+ends a command with 0. Errors are one line on standard error; ``AFXDP_TRACEBACK=1`` adds
 the Python traceback of an unexpected one.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import traceback
 from types import FrameType
@@ -93,8 +95,14 @@ def _main(argv: list[str] | None) -> int:
         e.show()
         return e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _fail("stopped before anything was done")
+        _fail("interrupted (Ctrl-C or SIGTERM)")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of standard output went away (`... -w - | tcpdump -c 10 -r -`):
+        # it had what it wanted. Nothing more can be written there, also not at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except (ConfigError, QueueError, InterfaceNotFoundError) as e:
         _fail(f"{type(e).__name__}: {e}")
         return EXIT_USAGE

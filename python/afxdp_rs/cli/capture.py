@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import selectors
+import sys
 import time
 from typing import Any
 
@@ -94,6 +95,11 @@ def capture(
     to_stdout = path == "-"
     if to_stdout and as_json:
         raise click.UsageError("-w - and --json both write to standard output: choose one")
+    if to_stdout and sys.stdout.isatty():
+        raise click.UsageError(
+            "-w - writes binary pcap: send it to a program or a file "
+            "(afxdp capture IF -w - | tcpdump -r -), not to the terminal"
+        )
     # The file first: a path that cannot be written fails before anything is set up.
     with PcapWriter(path, snaplen) as pcap, bed_or_none(ifname) as tb:
         name = interface_name(ifname, tb)
@@ -202,18 +208,20 @@ def send_cmd(
                         if stop.asked:
                             break
                         chunk = frames[i : i + batch]
-                        n = 0
-                        while not stop.asked:
+                        # All of the chunk, also when the link goes down on the way
+                        # (send then queues part of it, and the next call says why).
+                        while chunk and not stop.asked:
                             try:
                                 n = sock.send(chunk, timeout=5.0)
                                 links.saw(name, False)
-                                break
                             except LinkDownError:
-                                # Nothing of this chunk was queued: wait for the link.
+                                # Nothing more was queued: wait for the link.
                                 links.saw(name, True)
                                 time.sleep(0.1)
-                        sent += n
-                        rates.add(n, sum(len(f) for f in chunk[:n]))
+                                continue
+                            sent += n
+                            rates.add(n, sum(len(f) for f in chunk[:n]))
+                            chunk = chunk[n:]
                         if rate is not None:
                             ahead = sent / rate - rates.seconds
                             if ahead > 0:

@@ -170,6 +170,8 @@ def forward(
             else None
         )
         links = LinkNotices()
+        # Signals stop the run, and are held through the accounting after it (a second
+        # one interrupts at once).
         with Stopping() as stop:
             while not stop.asked and not done(sum(r["packets"] for r in rows)):
                 if fwd.wait(0.1):
@@ -179,20 +181,21 @@ def forward(
                     links.saw(r["from"], r["link_down"])
                 if live is not None:
                     live.update(_forward_table(rows, time.perf_counter() - start))
-        seconds = time.perf_counter() - start
-        if tb is not None:
-            # The test bed's traffic ends first; what it sent is forwarded (or counted
-            # as lost) before counting, waiting at most 5 s.
-            traffic.close()
-            limit = time.monotonic() + 5.0
-            while time.monotonic() < limit:
-                first = next(r for r in _directions(fwd, tx0) if r["from"] == a_name)
-                accounted = first["packets"] + first["rx_dropped"] + first["rx_ring_full"]
-                out = link_stats("fwd1").get("rx_packets", 0) - before
-                if accounted >= sent[0] and out + first["tx_dropped"] >= first["packets"]:
-                    break
-                time.sleep(0.01)
-        rows = _directions(fwd, tx0)
+            seconds = time.perf_counter() - start
+            if tb is not None:
+                # The test bed's traffic ends first; what it sent is forwarded (or
+                # counted as lost) before counting, waiting at most 5 s (not at all
+                # once a queue pair ended).
+                traffic.close()
+                limit = time.monotonic() + 5.0
+                while time.monotonic() < limit and fwd.running:
+                    first = next(r for r in _directions(fwd, tx0) if r["from"] == a_name)
+                    accounted = first["packets"] + first["rx_dropped"] + first["rx_ring_full"]
+                    out = link_stats("fwd1").get("rx_packets", 0) - before
+                    if accounted >= sent[0] and out + first["tx_dropped"] >= first["packets"]:
+                        break
+                    time.sleep(0.01)
+            rows = _directions(fwd, tx0)
         fwd.stop()  # raises what ended a queue pair, if anything did
         if live is not None:
             live.update(_forward_table(rows, seconds))

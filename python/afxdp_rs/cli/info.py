@@ -119,7 +119,9 @@ def info(ifname: str | None, as_json: bool) -> None:
 @click.option("--start-queue", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-m", "--mode", type=MODES, default="auto", show_default=True)
 @click.option("--timeout", type=float, help="seconds to wait for the worker")
-@click.option("--group", help="give the Unix socket to this group (with --mode 660: its members)")
+@click.option(
+    "--group", help="give the Unix socket to this group (with --socket-mode 660: its members)"
+)
 @click.option(
     "--socket-mode",
     "socket_mode",

@@ -94,6 +94,7 @@ pub fn detach(ifname: &str) -> Result<HookStatus> {
             let flags = match st.mode {
                 "skb" => libbpf_sys::XDP_FLAGS_SKB_MODE,
                 "native" => libbpf_sys::XDP_FLAGS_DRV_MODE,
+                "hw" => libbpf_sys::XDP_FLAGS_HW_MODE,
                 _ => 0,
             };
             // SAFETY: opts is a valid options struct with sz set; the fd it names is

@@ -313,7 +313,13 @@ impl PySocket {
         };
         let raise_down = self.raise_link_down;
         let link_error = || crate::socket::errors::link_down(&self.ifname, self.queue, "receiving");
-        if got == 0 && raise_down && watch.link().is_down() {
+        // The flag may be stale (a kick is made only when the kernel asks): ask the
+        // kernel before raising; a removed interface raises its own error.
+        if got == 0
+            && raise_down
+            && watch.link().is_down()
+            && !self.with_socket(py, |s| s.link_up())?
+        {
             self.core.give_back(frames);
             return Err(link_error().into());
         }
@@ -333,16 +339,24 @@ impl PySocket {
                 {
                     return Ok(Some(()));
                 }
-                if self.busy_poll {
+                if self.busy_poll && !watch.link().is_down() {
                     // Busy polling: each recv that finds the ring empty makes the
                     // system call in which the kernel polls the device; sleeping
-                    // would leave the packets to the gro_flush_timeout timer.
+                    // would leave the packets to the gro_flush_timeout timer. (While
+                    // the link is down, the plain wait below looks at it instead.)
                     let until = Instant::now() + slice;
-                    while Instant::now() < until {
+                    while Instant::now() < until && !watch.link().is_down() {
                         if self.core.locked(|s| s.recv(max, &mut frames))? > 0 {
                             return Ok(Some(()));
                         }
+                        if self.core.is_closed() {
+                            return Ok(None);
+                        }
+                        // Let a thread waiting for the socket (send, close) take it.
+                        std::thread::yield_now();
                     }
+                    // What a plain wait would notice: the program detached.
+                    watch.check_program()?;
                     return Ok(None);
                 }
                 // A down link is a state: the wait returns no packets until it is up
@@ -372,7 +386,8 @@ impl PySocket {
     /// Sends bytes-like packets (bytes, bytearray, memoryview, Frame, or objects with
     /// `__bytes__`). Waits up to `timeout` seconds (None: as long as needed) for free
     /// frames and tx ring space; returns how many were queued, which is fewer than
-    /// given only when the time ran out. A list or tuple is checked whole before any
+    /// given only when the time ran out or the link went down during the call (the next
+    /// call then raises LinkDownError). A list or tuple is checked whole before any
     /// packet is queued; any other iterable is taken in chunks of 256. An exception
     /// (a bad packet, or one the iterator raised) says on its `queued` attribute how
     /// many packets of the call were queued before it.
@@ -617,7 +632,8 @@ impl PySocket {
         let d = PyDict::new(py);
         let items: [(&str, u64); 24] = [
             // The link as last seen (1: down; the socket stays usable) and how many
-            // times it went down.
+            // times the socket saw it go down (it looks when it waits, sends, or is
+            // asked through link_up).
             ("link_down", down as u64),
             ("link_downs", downs),
             ("rx_dropped", k.rx_dropped),

@@ -172,7 +172,8 @@ pub fn wait_fd(
         Err(e) => return Err(Error::os(format!("poll on {ifname} queue {queue}"), e)),
     };
     if ready {
-        link.observe(false);
+        // Readiness is no news about the link (a backlog or tx room shows while it is
+        // down): only a kick or a probe says it is up.
         return Ok(true);
     }
     probe_link(fd, probe_rx, ifname, queue, link)?;

@@ -75,9 +75,17 @@ pub fn txonly(
     let packets: Vec<&[u8]> = vec![packet; batch as usize];
     let done0 = sock.counters().tx_completed;
     while !clock.done(&mut stop) {
-        if sock.send_some(&packets)? == 0 {
-            sock.kick_tx()?;
-            sock.complete();
+        match sock.send_some(&packets) {
+            Ok(0) => {
+                sock.kick_tx()?;
+                sock.complete();
+            }
+            Ok(_) => {}
+            // A down link is a state: wait for it instead of ending the run.
+            Err(e) if e.kind() == crate::error::ErrorKind::LinkDown => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
         }
     }
     sock.flush(Some(Duration::from_secs(1)))?;

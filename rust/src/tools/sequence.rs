@@ -135,7 +135,15 @@ pub fn sequence_check(
             }
             if k > 0 {
                 // send_some queues a prefix of bufs (as many as fit): count those.
-                let n = sock.send_some(&bufs[..k])?;
+                // A down link is a state: send nothing now, look again after a
+                // short wait (receiving goes on meanwhile).
+                let n = match sock.send_some(&bufs[..k]) {
+                    Err(e) if e.kind() == crate::error::ErrorKind::LinkDown => {
+                        sock.poll(libc::POLLIN, Some(std::time::Duration::from_millis(10)))?;
+                        0
+                    }
+                    r => r?,
+                };
                 st.sent += n as u64;
                 if n == 0 {
                     sock.kick_tx()?;
