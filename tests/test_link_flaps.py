@@ -346,3 +346,35 @@ def test_a_removed_interface_still_ends_things() -> None:
                 p.wait()
         assert p.returncode == 1, stderr
         assert "removed" in stderr and "Traceback" not in stderr
+
+
+def test_send_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) -> None:
+    """afxdp send --loop at a modest rate, the link flaps in the middle: every frame is
+    sent once the link is back, in order, and the summary counts the flap."""
+    from afxdp_rs.pcap import PcapWriter
+
+    src = tmp_path / "src.pcap"
+    frames = [bed.frame(i, 64, to_inner=False) for i in range(100)]
+    with PcapWriter(str(src)) as w:
+        for f in frames:
+            w.write(f)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST)) as rx:
+        rx.bind((bed.peer, ETH_P_AFXDP_TEST))
+        rx.settimeout(10.0)
+        p = afxdp_in(bed, "send", bed.inner, "--from", str(src), "--loop", "20", "--rate", "1000")
+        lines = Lines(p)
+        try:
+            got = [rx.recv(2048) for _ in range(200)]
+            flap_seen(bed, lines, bed.inner)
+            got += [rx.recv(2048) for _ in range(1800)]
+            p.wait(timeout=60)
+            assert p.stdout is not None
+            stdout = p.stdout.read()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    stderr = lines.text()
+    assert p.returncode == 0, stderr
+    assert got == frames * 20
+    assert "sent 2000 of 2000" in stdout and "went down 1 time" in stdout, stdout
