@@ -32,6 +32,7 @@ import grp
 import json
 import os
 import socket
+import tempfile
 from typing import Any
 
 from afxdp_rs._afxdp import XdpProgram, XskSocket
@@ -132,16 +133,22 @@ def serve(
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             if os.path.exists(path):
                 os.unlink(path)
-            # Nobody else may connect between bind and chmod.
-            old_umask = os.umask(0o177)
+            # Nobody else may connect before the permissions are set: bind inside a
+            # private (0700) directory next to the path, set them, then move the socket
+            # into place (no process-wide umask change, which other threads would see).
+            private = tempfile.mkdtemp(prefix=".afxdp-", dir=os.path.dirname(path) or ".")
             try:
-                listener.bind(path)
-            finally:
-                os.umask(old_umask)
-            try:
+                staged = os.path.join(private, "socket")
+                listener.bind(staged)
                 if gid != -1:
-                    os.chown(path, -1, gid)
-                os.chmod(path, socket_mode)
+                    os.chown(staged, -1, gid)
+                os.chmod(staged, socket_mode)
+                os.rename(staged, path)
+            finally:
+                if os.path.exists(os.path.join(private, "socket")):
+                    os.unlink(os.path.join(private, "socket"))
+                os.rmdir(private)
+            try:
                 listener.listen(1)
                 listener.settimeout(timeout)
                 try:

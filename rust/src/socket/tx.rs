@@ -407,6 +407,13 @@ impl XskSocket {
             let Some(wait) = remaining(deadline) else {
                 return Ok(false);
             };
+            if self.watch.link().is_down() {
+                // Nothing leaves while the link is down: look again now and then
+                // rather than every few microseconds.
+                let pause = Duration::from_millis(10);
+                std::thread::sleep(wait.map_or(pause, |w| w.min(pause)));
+                continue;
+            }
             backoff.wait(wait);
         }
     }
