@@ -378,10 +378,9 @@ impl<T: Copy> Reservation<'_, T> {
         );
         let (pos, first) = runs(self.start.wrapping_add(i), self.mask, values.len());
         #[cfg(not(loom))]
-        // SAFETY: the slots are reserved (checked above) and inside the array: `first`
-        // entries from pos end at or before the array's end, the rest start at 0 and
-        // stay below the ring size (values.len() <= len <= size). `values` is ordinary
-        // memory of ours, not the ring's.
+        // SAFETY: the slots are reserved (checked above) and in the array: `first` from
+        // pos end by the array's end, the rest start at 0 and stay below the ring size
+        // (values.len() <= len <= size); `values` is our memory, not the ring's.
         unsafe {
             let (base, src, n) = (self.entries.as_ptr(), values.as_ptr(), values.len());
             std::ptr::copy_nonoverlapping(src, base.add(pos), first);

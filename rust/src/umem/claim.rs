@@ -205,10 +205,9 @@ impl RxFrames {
     }
 
     fn slice(&self, d: &XdpDesc) -> &[u8] {
-        // SAFETY: the socket pushed only descriptors inside one of its frames, and
-        // those frames are the user's (held, or peeked and not yet consumed) until they
-        // leave this value through drain(), which needs &mut self. The claim keeps the
-        // UMEM mapped.
+        // SAFETY: the socket pushed only descriptors inside its frames, which are the
+        // user's (held, or peeked and not consumed) until drain(), which needs &mut
+        // self, takes them from this value; the claim keeps the UMEM mapped.
         unsafe { self.claim.umem.slice(d.addr, d.len) }
     }
 
