@@ -6,6 +6,7 @@ a removed interface still ends things, with its own message."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -199,13 +200,32 @@ def test_asyncio_rides_through_a_flap(bed: VethTestbed) -> None:
     ]
 
 
-def afxdp_in(bed: VethTestbed, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def afxdp_in(bed: VethTestbed, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """Runs the command in the test bed's namespace; a process still running when the
+    block ends (a failed assertion) is killed, so nothing outlives the test."""
+    p = subprocess.Popen(
         ["ip", "netns", "exec", bed.name, AFXDP, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def ended(p: subprocess.Popen[str], sig: int | None = None, timeout: float = 30) -> str:
+    """Sends `sig` (if any), waits for the process to end, returns its standard output
+    (standard error is left to a Lines reader)."""
+    if sig is not None:
+        p.send_signal(sig)
+    p.wait(timeout=timeout)
+    assert p.stdout is not None
+    return p.stdout.read()
 
 
 class Lines:
@@ -256,9 +276,8 @@ def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST)) as out:
         out.bind(("fwd1", ETH_P_AFXDP_TEST))
         out.settimeout(5.0)
-        p = afxdp_in(bed, "forward", bed.inner, "fwd0", "--json")
-        lines = Lines(p)
-        try:
+        with afxdp_in(bed, "forward", bed.inner, "fwd0", "--json") as p:
+            lines = Lines(p)
             wait_attached(bed.inner)
             wait_attached("fwd0")
             first = burst(bed, 0, 100)
@@ -276,14 +295,7 @@ def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
             got += [out.recv(2048) for _ in range(50)]
             third = burst(bed, 3000, 100)
             got += [out.recv(2048) for _ in range(100)]
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=30)
-            assert p.stdout is not None
-            stdout = p.stdout.read()
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            stdout = ended(p, signal.SIGTERM)
     stderr = lines.text()
     assert p.returncode == 0, stderr
     assert got == first + second + during + third
@@ -293,8 +305,6 @@ def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
 
 def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) -> None:
     pcap = tmp_path / "flap.pcap"
-    p = afxdp_in(bed, "capture", bed.inner, "-w", str(pcap))
-    lines = Lines(p)
 
     def captured(n: int) -> None:
         for _ in range(1000):
@@ -303,21 +313,15 @@ def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) 
             time.sleep(0.01)
         raise AssertionError(f"fewer than {n} packets in {pcap}")
 
-    try:
+    with afxdp_in(bed, "capture", bed.inner, "-w", str(pcap)) as p:
+        lines = Lines(p)
         wait_attached(bed.inner)
         first = burst(bed, 0, 100)
         captured(100)
         flap_seen(bed, lines, bed.inner)
         second = burst(bed, 1000, 100)
         captured(200)
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=30)
-        assert p.stdout is not None
-        stdout = p.stdout.read()
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stdout = ended(p, signal.SIGTERM)
     stderr = lines.text()
     assert p.returncode == 0, stderr
     assert PcapReader(str(pcap)).frames() == first + second
@@ -335,15 +339,10 @@ def test_a_removed_interface_still_ends_things() -> None:
                 sock.recv(1, timeout=1.0)
             assert not isinstance(e.value, afxdp_rs.LinkDownError)
         bed.add_veth("gone0", "gone1")
-        p = afxdp_in(bed, "capture", "gone0", "-w", "/dev/null")
-        try:
+        with afxdp_in(bed, "capture", "gone0", "-w", "/dev/null") as p:
             wait_attached("gone0")
             bed.delete_link("gone0")
             _, stderr = p.communicate(timeout=30)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
         assert p.returncode == 1, stderr
         assert "removed" in stderr and "Traceback" not in stderr
 
@@ -361,19 +360,13 @@ def test_send_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) -> 
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST)) as rx:
         rx.bind((bed.peer, ETH_P_AFXDP_TEST))
         rx.settimeout(10.0)
-        p = afxdp_in(bed, "send", bed.inner, "--from", str(src), "--loop", "20", "--rate", "1000")
-        lines = Lines(p)
-        try:
+        args = ("send", bed.inner, "--from", str(src), "--loop", "20", "--rate", "1000")
+        with afxdp_in(bed, *args) as p:
+            lines = Lines(p)
             got = [rx.recv(2048) for _ in range(200)]
             flap_seen(bed, lines, bed.inner)
             got += [rx.recv(2048) for _ in range(1800)]
-            p.wait(timeout=60)
-            assert p.stdout is not None
-            stdout = p.stdout.read()
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            stdout = ended(p, timeout=60)
     stderr = lines.text()
     assert p.returncode == 0, stderr
     assert got == frames * 20
