@@ -21,10 +21,10 @@
 //!
 //! `unsafe` is denied everywhere but in the modules that must touch raw memory or the
 //! kernel: `sys` (system calls), `ring` (memory shared with the kernel), `umem` (frame
-//! slices), `flow` (a rule table as the map's bytes), `program` (libbpf's C API), `socket::open` (turning mapped rings into ring
-//! types), `socket::tx` (copying into frames), `socket::forward` (rewriting MAC
-//! addresses in place) and `python` (the buffer protocol and borrowed buffers). Every
-//! block says why it is sound.
+//! slices), `flow` (a rule table as the map's bytes), `program` (libbpf's C API),
+//! `socket::open` (turning mapped rings into ring types), `socket::tx` (copying into
+//! frames), `socket::forward` (rewriting MAC addresses in place) and `python` (the
+//! buffer protocol and borrowed buffers). Every block says why it is sound.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
