@@ -19,6 +19,7 @@ mod core;
 mod errors;
 mod forwarder;
 mod program;
+mod send;
 mod socket;
 mod tools;
 mod vector;
