@@ -176,14 +176,11 @@ pub(crate) fn unbound(ifname: &str, queue: u32, e: &io::Error) -> Error {
     .with_errno(e.raw_os_error().unwrap_or(0))
 }
 
-/// A failed kick or wakeup on a bound socket.
+/// A failed kick or wakeup on a bound socket. The kicks take a down link as a state
+/// before they get here; what still reports one is the same LinkDown error.
 pub(super) fn io_error(ifname: &str, queue: u32, what: &str, e: io::Error) -> Error {
     match e.raw_os_error() {
-        Some(libc::ENETDOWN) => Error::new(
-            ErrorKind::Os,
-            format!("{what} on {ifname}: the interface is down (bring it up: ip link set dev {ifname} up)"),
-        )
-        .with_errno(libc::ENETDOWN),
+        Some(libc::ENETDOWN) => link_down(ifname, queue, what),
         Some(libc::ENXIO) | Some(libc::ENODEV) => unbound(ifname, queue, &e),
         _ => Error::os(format!("{what} on {ifname} queue {queue}"), e),
     }
