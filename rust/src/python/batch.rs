@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use super::args::u32_buffer;
+use super::buffer::{self, Access::ReadWrite};
 use super::core::{lock, Core};
 use super::errors::{config_err, BatchInUseError, BatchReleasedError};
 use crate::umem::RxFrames;
@@ -343,47 +344,6 @@ pub struct Frame {
     pub(super) index: usize,
 }
 
-/// Fills `view` with a writable, one-dimensional byte buffer over `ptr[..len]`, owned by
-/// `owner` (which the view keeps alive).
-///
-/// # Safety
-/// `view` must be the Py_buffer CPython passed to `__getbuffer__`; the bytes must stay
-/// valid, and not be written by the kernel, as long as `owner` keeps them exported.
-unsafe fn fill_view(
-    view: *mut ffi::Py_buffer,
-    owner: Bound<'_, PyAny>,
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
-    flags: c_int,
-) {
-    // SAFETY: forwarded from the caller: view is ours to fill.
-    unsafe {
-        (*view).obj = owner.into_ptr();
-        (*view).buf = ptr.as_ptr().cast();
-        (*view).len = len as ffi::Py_ssize_t;
-        (*view).readonly = 0;
-        (*view).itemsize = 1;
-        (*view).format = if flags & ffi::PyBUF_FORMAT != 0 {
-            c"B".as_ptr().cast_mut()
-        } else {
-            std::ptr::null_mut()
-        };
-        (*view).ndim = 1;
-        (*view).shape = if flags & ffi::PyBUF_ND != 0 {
-            &mut (*view).len
-        } else {
-            std::ptr::null_mut()
-        };
-        (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
-            &mut (*view).itemsize
-        } else {
-            std::ptr::null_mut()
-        };
-        (*view).suboffsets = std::ptr::null_mut();
-        (*view).internal = std::ptr::null_mut();
-    }
-}
-
 /// Counts a new export of segment `seg` of packet `index` and returns where it is; the
 /// batch must be live.
 fn export(batch: &RxBatch, index: usize, seg: usize) -> PyResult<(std::ptr::NonNull<u8>, usize)> {
@@ -491,8 +451,18 @@ impl Frame {
         // SAFETY: view is the Py_buffer CPython gave us to fill; the bytes are in a
         // frame this batch owns, which release() keeps while `exports` > 0, and the view
         // holds a reference to this Frame (so to the batch, its frames and the UMEM).
-        unsafe { fill_view(view, slf.into_any(), ptr, len, flags) };
-        Ok(())
+        unsafe {
+            buffer::fill(
+                view,
+                slf.into_any(),
+                ptr.as_ptr(),
+                len,
+                1,
+                c"B",
+                ReadWrite,
+                flags,
+            )
+        }
     }
 
     /// # Safety
@@ -546,8 +516,18 @@ impl Segment {
         };
         // SAFETY: as for Frame::__getbuffer__: the view keeps this Segment, so the
         // batch and its frames, alive, and release() refuses while it is exported.
-        unsafe { fill_view(view, slf.into_any(), ptr, len, flags) };
-        Ok(())
+        unsafe {
+            buffer::fill(
+                view,
+                slf.into_any(),
+                ptr.as_ptr(),
+                len,
+                1,
+                c"B",
+                ReadWrite,
+                flags,
+            )
+        }
     }
 
     /// # Safety

@@ -15,6 +15,7 @@
 
 mod args;
 mod batch;
+mod buffer;
 mod core;
 mod errors;
 mod forwarder;

@@ -10,12 +10,12 @@
 
 use std::ffi::{c_int, CStr};
 
-use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::batch::{frames, unexport, RxBatch};
+use super::buffer::{self, Access::ReadOnly};
 use super::errors::config_err;
 
 /// Which of a batch's numbers an array exports.
@@ -41,56 +41,6 @@ pub struct UmemView {
     batch: Py<RxBatch>,
 }
 
-/// Fills `view` with a read-only, one-dimensional buffer of `count` items of
-/// `itemsize` bytes at `ptr`, owned by `owner`.
-///
-/// # Safety
-/// `view` must be the Py_buffer CPython passed to `__getbuffer__`; the memory must stay
-/// valid and unchanged as long as `owner` is alive.
-unsafe fn fill_readonly(
-    view: *mut ffi::Py_buffer,
-    owner: Bound<'_, PyAny>,
-    ptr: *const u8,
-    count: usize,
-    itemsize: usize,
-    format: &'static CStr,
-    flags: c_int,
-) -> PyResult<()> {
-    if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
-        return Err(PyBufferError::new_err(
-            "this view is read-only: copy it (bytes(...), numpy.array(...)) to change it",
-        ));
-    }
-    // SAFETY: forwarded from the caller: view is ours to fill; shape and strides
-    // point into the Py_buffer itself, which CPython keeps until the release.
-    unsafe {
-        (*view).obj = owner.into_ptr();
-        (*view).buf = ptr.cast_mut().cast();
-        (*view).len = (count * itemsize) as ffi::Py_ssize_t;
-        (*view).readonly = 1;
-        (*view).itemsize = itemsize as ffi::Py_ssize_t;
-        (*view).format = if flags & ffi::PyBUF_FORMAT != 0 {
-            format.as_ptr().cast_mut()
-        } else {
-            std::ptr::null_mut()
-        };
-        (*view).ndim = 1;
-        (*view).internal = count as *mut std::ffi::c_void;
-        (*view).shape = if flags & ffi::PyBUF_ND != 0 {
-            std::ptr::addr_of_mut!((*view).internal).cast()
-        } else {
-            std::ptr::null_mut()
-        };
-        (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
-            std::ptr::addr_of_mut!((*view).itemsize)
-        } else {
-            std::ptr::null_mut()
-        };
-        (*view).suboffsets = std::ptr::null_mut();
-    }
-    Ok(())
-}
-
 #[pymethods]
 impl PacketArray {
     /// # Safety
@@ -111,7 +61,18 @@ impl PacketArray {
         };
         // SAFETY: the numbers are the batch's, never changed after it was made; the
         // view holds this array, which holds the batch.
-        unsafe { fill_readonly(view, slf.into_any(), ptr, count, size, format, flags) }
+        unsafe {
+            buffer::fill(
+                view,
+                slf.into_any(),
+                ptr,
+                count,
+                size,
+                format,
+                ReadOnly,
+                flags,
+            )
+        }
     }
 
     /// # Safety
@@ -141,10 +102,11 @@ impl UmemView {
             st.exports += 1;
             (umem.as_ptr().cast_const(), umem.len())
         };
+        let owner = slf.clone().into_any();
         // SAFETY: the UMEM lives as long as the batch's frames (their claim holds it),
         // and the batch is not released while this export is counted; the view holds
         // this object, which holds the batch.
-        let r = unsafe { fill_readonly(view, slf.clone().into_any(), ptr, len, 1, c"B", flags) };
+        let r = unsafe { buffer::fill(view, owner, ptr, len, 1, c"B", ReadOnly, flags) };
         if r.is_err() {
             unexport(slf.get().batch.get());
         }
