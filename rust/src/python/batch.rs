@@ -451,18 +451,7 @@ impl Frame {
         // SAFETY: view is the Py_buffer CPython gave us to fill; the bytes are in a
         // frame this batch owns, which release() keeps while `exports` > 0, and the view
         // holds a reference to this Frame (so to the batch, its frames and the UMEM).
-        unsafe {
-            buffer::fill(
-                view,
-                slf.into_any(),
-                ptr.as_ptr(),
-                len,
-                1,
-                c"B",
-                ReadWrite,
-                flags,
-            )
-        }
+        unsafe { buffer::fill_bytes(view, slf.into_any(), ptr.as_ptr(), len, ReadWrite, flags) }
     }
 
     /// # Safety
@@ -516,18 +505,7 @@ impl Segment {
         };
         // SAFETY: as for Frame::__getbuffer__: the view keeps this Segment, so the
         // batch and its frames, alive, and release() refuses while it is exported.
-        unsafe {
-            buffer::fill(
-                view,
-                slf.into_any(),
-                ptr.as_ptr(),
-                len,
-                1,
-                c"B",
-                ReadWrite,
-                flags,
-            )
-        }
+        unsafe { buffer::fill_bytes(view, slf.into_any(), ptr.as_ptr(), len, ReadWrite, flags) }
     }
 
     /// # Safety

@@ -71,3 +71,19 @@ pub(super) unsafe fn fill(
     }
     Ok(())
 }
+
+/// [`fill`] for a buffer of `len` unsigned bytes (format "B").
+///
+/// # Safety
+/// As for [`fill`].
+pub(super) unsafe fn fill_bytes(
+    view: *mut ffi::Py_buffer,
+    owner: Bound<'_, PyAny>,
+    ptr: *const u8,
+    len: usize,
+    access: Access,
+    flags: c_int,
+) -> PyResult<()> {
+    // SAFETY: forwarded from the caller.
+    unsafe { fill(view, owner, ptr, len, 1, c"B", access, flags) }
+}

@@ -106,7 +106,7 @@ impl UmemView {
         // SAFETY: the UMEM lives as long as the batch's frames (their claim holds it),
         // and the batch is not released while this export is counted; the view holds
         // this object, which holds the batch.
-        let r = unsafe { buffer::fill(view, owner, ptr, len, 1, c"B", ReadOnly, flags) };
+        let r = unsafe { buffer::fill_bytes(view, owner, ptr, len, ReadOnly, flags) };
         if r.is_err() {
             unexport(slf.get().batch.get());
         }
