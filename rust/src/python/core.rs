@@ -116,6 +116,30 @@ impl Core {
     }
 }
 
+/// Looks at `check` (with the GIL held) every 20 ms, napping with the GIL released in
+/// between, until it gives an answer or `timeout` seconds (None: for ever) pass, which
+/// answers false. Ctrl-C raises. For waits on state other threads change (a
+/// forwarder's pairs, a vhost-user connection).
+pub(super) fn watch_until(
+    py: Python<'_>,
+    timeout: Option<f64>,
+    mut check: impl FnMut() -> Option<bool>,
+) -> PyResult<bool> {
+    let deadline = super::args::timeout_arg(timeout)?.map(|t| Instant::now() + t);
+    loop {
+        if let Some(answer) = check() {
+            return Ok(answer);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(false);
+        }
+        let nap = deadline.map_or(SIGNAL_SLICE, |d| (d - now).min(SIGNAL_SLICE));
+        py.detach(|| std::thread::sleep(nap.min(Duration::from_millis(20))));
+        py.check_signals()?;
+    }
+}
+
 /// Runs `step` with the GIL released, in slices of at most [`SIGNAL_SLICE`], checking
 /// for signals between slices, until it reports completion or `timeout` runs out.
 /// `step` gets the time it may wait and returns `Some(result)` when done.

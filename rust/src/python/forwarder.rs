@@ -2,13 +2,12 @@
 //! threads (no GIL), with counters to read while it runs.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::args::{timeout_arg, u32_arg};
-use super::core::{lock, SIGNAL_SLICE};
+use super::args::u32_arg;
+use super::core::{lock, watch_until};
 use super::errors::{warn_all, SocketClosedError};
 use crate::forwarder::{self, ForwarderConfig};
 use crate::program::XdpMode;
@@ -143,19 +142,7 @@ impl PyForwarder {
     /// call `stop()` for its error). Ctrl-C interrupts it.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = timeout_arg(timeout)?.map(|t| Instant::now() + t);
-        loop {
-            if !self.running() {
-                return Ok(true);
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Ok(false);
-            }
-            let nap = deadline.map_or(SIGNAL_SLICE, |d| (d - now).min(SIGNAL_SLICE));
-            py.detach(|| std::thread::sleep(nap.min(Duration::from_millis(20))));
-            py.check_signals()?;
-        }
+        watch_until(py, timeout, || (!self.running()).then_some(true))
     }
 
     /// Stops forwarding, waits for the threads and closes the sockets; raises the

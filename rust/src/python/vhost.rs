@@ -4,13 +4,12 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::args::{timeout_arg, u32_arg};
-use super::core::{lock, SIGNAL_SLICE};
+use super::args::u32_arg;
+use super::core::{lock, watch_until};
 use super::errors::{config_err, warn_all, SocketClosedError};
 use super::forwarder::kernel_dict;
 use crate::program::XdpMode;
@@ -206,22 +205,15 @@ impl PyVhostUser {
         timeout: Option<f64>,
         connected: bool,
     ) -> PyResult<bool> {
-        let deadline = timeout_arg(timeout)?.map(|t| Instant::now() + t);
-        loop {
+        watch_until(py, timeout, || {
             if self.connected() == connected {
-                return Ok(true);
+                Some(true)
+            } else if !self.running() {
+                Some(false)
+            } else {
+                None
             }
-            if !self.running() {
-                return Ok(false);
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Ok(false);
-            }
-            let nap = deadline.map_or(SIGNAL_SLICE, |d| (d - now).min(SIGNAL_SLICE));
-            py.detach(|| std::thread::sleep(nap.min(Duration::from_millis(20))));
-            py.check_signals()?;
-        }
+        })
     }
 
     /// Ends the connection, stops serving, closes the sockets (the XDP program goes
