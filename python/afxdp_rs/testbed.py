@@ -62,9 +62,17 @@ def _check(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def enter_netns(fd: int) -> None:
-    """Moves the calling thread into the network namespace open at ``fd``."""
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns(CLONE_NEWNET)")
+def enter_netns(ns: int | str) -> None:
+    """Moves the calling thread into a network namespace: the one open at file
+    descriptor ``ns``, or the named one ``ns`` (as ``ip netns`` names it)."""
+    if isinstance(ns, int):
+        _check(_libc.setns(ns, CLONE_NEWNET), "setns(CLONE_NEWNET)")
+        return
+    fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    try:
+        enter_netns(fd)
+    finally:
+        os.close(fd)
 
 
 T = TypeVar("T")
@@ -78,11 +86,7 @@ def in_netns(name: str, fn: Callable[[], T]) -> T:
 
     def run() -> None:
         try:
-            fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-            try:
-                enter_netns(fd)
-            finally:
-                os.close(fd)
+            enter_netns(name)
             out.append(fn())
         except BaseException as e:
             errors.append(e)
@@ -140,11 +144,7 @@ class VethTestbed:
             else:
                 netns.create(self.name)
                 self._created = True
-                fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
-                try:
-                    enter_netns(fd)
-                finally:
-                    os.close(fd)
+                enter_netns(self.name)
             self._build()
         except BaseException:
             self._teardown()
@@ -299,11 +299,7 @@ class LinkedHosts:
             for name in (self.middle, *self.hosts.values()):
                 netns.create(name)
                 self._made.append(name)
-            fd = os.open(f"/var/run/netns/{self.middle}", os.O_RDONLY)
-            try:
-                enter_netns(fd)
-            finally:
-                os.close(fd)
+            enter_netns(self.middle)
             self._build()
         except BaseException:
             self._teardown()
