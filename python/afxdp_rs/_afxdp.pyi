@@ -189,7 +189,9 @@ class XskSocket:
     def stop_loop(self) -> None:
         """Ends the Rust loop (`rust_*`, `sequence_check`) another thread is running on
         this socket, as soon as it finishes its current batch; that call returns what
-        it did so far. The socket stays open.
+        it did so far. The socket stays open. When no loop runs yet (the thread that
+        starts one has not got there), the next loop to start ends at once: a stop right
+        after starting a thread is never lost.
         """
     def send(self, packets: Iterable[Buffer | SupportsBytes], timeout: float | None = None) -> int:
         """Sends bytes-like packets (bytes, bytearray, memoryview, Frame, or objects with

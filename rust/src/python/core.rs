@@ -226,10 +226,12 @@ pub(super) fn run_loop<R: Send>(
             signal = Python::attach(|py| py.check_signals().err());
             signal.is_some()
         };
-        core.locked(|s| {
-            core.interrupt.store(false, Ordering::Relaxed);
-            f(s, &mut stop)
-        })
+        let r = core.locked(|s| f(s, &mut stop));
+        // A stop_loop() made before the loop got going ended it at once instead of
+        // being lost (a thread that was started and stopped right away would otherwise
+        // run its whole duration); either way the stop is used up now.
+        core.interrupt.store(false, Ordering::Relaxed);
+        r
     });
     if let Some(e) = signal {
         return Err(e);
