@@ -25,7 +25,8 @@ pub(super) struct Core {
     closed: AtomicBool,
     /// Set when close() begins: a long Rust loop holding the socket ends early.
     closing: AtomicBool,
-    /// Set by stop_loop(): the running Rust loop ends early.
+    /// Set by stop_loop(): the running Rust loop ends early, or, when none runs, the
+    /// next one to start ends at once; cleared when a loop ends.
     interrupt: AtomicBool,
     /// Emptied RxFrames of released batches, reused by the next receives (no
     /// allocation per batch).
@@ -226,12 +227,16 @@ pub(super) fn run_loop<R: Send>(
             signal = Python::attach(|py| py.check_signals().err());
             signal.is_some()
         };
-        let r = core.locked(|s| f(s, &mut stop));
-        // A stop_loop() made before the loop got going ended it at once instead of
-        // being lost (a thread that was started and stopped right away would otherwise
-        // run its whole duration); either way the stop is used up now.
-        core.interrupt.store(false, Ordering::Relaxed);
-        r
+        core.locked(|s| {
+            let r = f(s, &mut stop);
+            // A stop_loop() made before the loop got going ended it at once instead of
+            // being lost (a thread started and stopped right away would otherwise run
+            // its whole duration); either way the stop is used up now, while the
+            // socket is still held, so that it cannot erase a stop meant for a loop
+            // that takes the socket next.
+            core.interrupt.store(false, Ordering::Relaxed);
+            r
+        })
     });
     if let Some(e) = signal {
         return Err(e);
