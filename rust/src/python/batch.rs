@@ -344,13 +344,35 @@ pub struct Frame {
     pub(super) index: usize,
 }
 
-/// Counts a new export of segment `seg` of packet `index` and returns where it is; the
-/// batch must be live.
-fn export(batch: &RxBatch, index: usize, seg: usize) -> PyResult<(std::ptr::NonNull<u8>, usize)> {
-    let mut st = batch.check_live()?;
-    let span = frames(&st).segment_ptr(index, seg);
-    st.exports += 1;
-    Ok(span)
+/// Exports segment `seg` of packet `index` of `batch` into `view` as a writable byte
+/// buffer owned by `owner`: counts the export (release() refuses while any is
+/// counted), or raises when the batch was released.
+///
+/// # Safety
+/// `view` must be the Py_buffer CPython passed to `__getbuffer__`, and `owner` must
+/// hold `batch` (so the view keeps the batch, its frames and the UMEM alive).
+unsafe fn export_bytes(
+    view: *mut ffi::Py_buffer,
+    owner: Bound<'_, PyAny>,
+    batch: &RxBatch,
+    index: usize,
+    seg: usize,
+    flags: c_int,
+) -> PyResult<()> {
+    let (ptr, len) = {
+        let mut st = batch.check_live()?;
+        let span = frames(&st).segment_ptr(index, seg);
+        st.exports += 1;
+        span
+    };
+    // SAFETY: the bytes are in a frame this batch owns, which release() keeps (and the
+    // kernel does not touch) while the export is counted; view and owner are as the
+    // caller guarantees.
+    let r = unsafe { buffer::fill_bytes(view, owner, ptr.as_ptr(), len, ReadWrite, flags) };
+    if r.is_err() {
+        unexport(batch);
+    }
+    r
 }
 
 pub(super) fn unexport(batch: &RxBatch) {
@@ -436,22 +458,18 @@ impl Frame {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let (ptr, len) = {
-            let this = slf.get();
-            let batch = this.batch.get();
-            let n = batch.meta.segments[this.index];
-            if n > 1 {
-                return Err(pyo3::exceptions::PyBufferError::new_err(format!(
-                    "this packet spans {n} frames (multi-buffer): read it with \
-                     frame.segments() (zero-copy views of each) or bytes(frame)"
-                )));
-            }
-            export(batch, this.index, 0)?
-        };
-        // SAFETY: view is the Py_buffer CPython gave us to fill; the bytes are in a
-        // frame this batch owns, which release() keeps while `exports` > 0, and the view
-        // holds a reference to this Frame (so to the batch, its frames and the UMEM).
-        unsafe { buffer::fill_bytes(view, slf.into_any(), ptr.as_ptr(), len, ReadWrite, flags) }
+        let this = slf.get();
+        let batch = this.batch.get();
+        let n = batch.meta.segments[this.index];
+        if n > 1 {
+            return Err(pyo3::exceptions::PyBufferError::new_err(format!(
+                "this packet spans {n} frames (multi-buffer): read it with \
+                 frame.segments() (zero-copy views of each) or bytes(frame)"
+            )));
+        }
+        // SAFETY: view is the Py_buffer CPython gave us to fill; the owner is this
+        // Frame, which holds the batch.
+        unsafe { export_bytes(view, slf.clone().into_any(), batch, this.index, 0, flags) }
     }
 
     /// # Safety
@@ -499,13 +517,11 @@ impl Segment {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let (ptr, len) = {
-            let this = slf.get();
-            export(this.batch.get(), this.index, this.seg)?
-        };
-        // SAFETY: as for Frame::__getbuffer__: the view keeps this Segment, so the
-        // batch and its frames, alive, and release() refuses while it is exported.
-        unsafe { buffer::fill_bytes(view, slf.into_any(), ptr.as_ptr(), len, ReadWrite, flags) }
+        let this = slf.get();
+        let owner = slf.clone().into_any();
+        // SAFETY: view is the Py_buffer CPython gave us to fill; the owner is this
+        // Segment, which holds the batch.
+        unsafe { export_bytes(view, owner, this.batch.get(), this.index, this.seg, flags) }
     }
 
     /// # Safety

@@ -40,10 +40,10 @@ pub(super) unsafe fn fill(
             "this view is read-only: copy it (bytes(...), numpy.array(...)) to change it",
         ));
     }
-    // SAFETY: forwarded from the caller: view is ours to fill. The shape (one entry,
-    // the item count, kept in `internal`, which nothing else uses) and the strides
-    // (the item size) point into the Py_buffer itself, which CPython keeps until the
-    // release.
+    // The shape (one entry: the item count, kept in `internal`, which nothing else
+    // uses) and the strides (the item size) point into the Py_buffer itself, which
+    // CPython keeps until the release.
+    // SAFETY: forwarded from the caller: view is ours to fill.
     unsafe {
         (*view).obj = owner.into_ptr();
         (*view).buf = ptr.cast_mut().cast();
