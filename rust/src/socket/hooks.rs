@@ -47,6 +47,11 @@ impl XskSocket {
         }
         match sys::xsk::kick_tx(self.fd()) {
             Ok(()) => Ok(()),
+            // As the real kick: a down link is a state, seen by the next send.
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                self.watch.link().observe(true);
+                Ok(())
+            }
             Err(e) if watch::transient(&e) => Ok(()),
             Err(e) => Err(errors::io_error(&self.ifname, self.queue, "sending", e)),
         }
