@@ -5,8 +5,10 @@
 //! * `errors`: the core's errors as the exceptions of `afxdp_rs.errors`;
 //! * `args`: Python arguments checked and converted;
 //! * `core`: the state a socket shares with its batches, locking and sliced waits;
-//! * `socket`: `XskSocket`;
-//! * `batch`: `RxBatch`, `Frame` and the buffer protocol;
+//! * `socket`: `XskSocket`: opening, receiving, the socket's state;
+//! * `send`: `XskSocket`'s sending side (send, send_packed, flush);
+//! * `batch`: `RxBatch`, `Frame` and `Segment`;
+//! * `buffer`: filling a Py_buffer, for every zero-copy view;
 //! * `vector`: the batch's arrays for numpy (offsets, lengths, the UMEM, fields);
 //! * `tools`: the test rig's methods of `XskSocket` (Rust loops, sequence_check);
 //! * `forwarder`: `Forwarder`, zero-copy forwarding between two interfaces;

@@ -123,7 +123,7 @@ impl<T: Copy> Peeked<'_, T> {
         #[cfg(not(loom))]
         // SAFETY: the entries are peeked (checked above): published to us and not handed
         // back while this borrow of the peek lives; both runs are inside the array (see
-        // write_slice). `out` is ordinary memory of ours, not the ring's.
+        // Reservation::write_slice). `out` is ordinary memory of ours, not the ring's.
         unsafe {
             let (base, dst, n) = (self.entries.as_ptr(), out.as_mut_ptr(), out.len());
             std::ptr::copy_nonoverlapping(base.add(pos), dst, first);
