@@ -154,8 +154,8 @@ def test_program_detached_by_someone_else_is_reported(bed: VethTestbed) -> None:
         assert bed.xdp_state(bed.inner) == ("none", 0)
         started = time.monotonic()
         with pytest.raises(afxdp_rs.ProgramDetachedError, match=f"{bed.inner}.*detached"):
-            sock.recv(8, timeout=600.0)
-        assert time.monotonic() - started < 300.0, "noticed, not waited out"
+            sock.recv(8, timeout=60.0)
+        assert time.monotonic() - started < 30.0, "noticed, not waited out"
         with pytest.raises(afxdp_rs.ProgramDetachedError):
             sock.wait_readable(timeout=5.0)
     with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
@@ -251,9 +251,11 @@ def test_rust_loops_end_on_stop_close_and_ctrl_c(bed: VethTestbed) -> None:
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
         with afxdp_rs.XskSocket(bed.inner, 0) as sock:
-            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
             started = time.monotonic()
             with pytest.raises(Interrupted):
+                # Started inside the block: should the signal come before the loop
+                # does, its exception is raised here all the same.
+                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
                 sock.rust_l2fwd(3600.0)
             assert time.monotonic() - started < EARLY
             assert sock.statistics()["tx_outstanding"] == 0, "the loop cleaned up"
