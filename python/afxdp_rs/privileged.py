@@ -136,6 +136,8 @@ def serve(
             # Nobody else may connect before the permissions are set: bind inside a
             # private (0700) directory next to the path, set them, then move the socket
             # into place (no process-wide umask change, which other threads would see).
+            # It listens before it appears at the path: a worker that sees the path
+            # can connect at once.
             private = tempfile.mkdtemp(prefix=".afxdp-", dir=os.path.dirname(path) or ".")
             try:
                 staged = os.path.join(private, "socket")
@@ -143,13 +145,13 @@ def serve(
                 if gid != -1:
                     os.chown(staged, -1, gid)
                 os.chmod(staged, socket_mode)
+                listener.listen(1)
                 os.rename(staged, path)
             finally:
                 if os.path.exists(os.path.join(private, "socket")):
                     os.unlink(os.path.join(private, "socket"))
                 os.rmdir(private)
             try:
-                listener.listen(1)
                 listener.settimeout(timeout)
                 try:
                     conn, _ = listener.accept()
