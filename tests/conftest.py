@@ -73,9 +73,12 @@ def start_helper(path: str, ifname: str, queues: int, start_queue: int = 0) -> t
         kwargs={"timeout": 20},
     )
     helper.start()
-    for _ in range(500):
-        if os.path.exists(path):
-            break
+    # Preparing (program, sockets) takes long on a loaded machine: wait for the path
+    # as long as the helper lives, with a bound only against a hang.
+    deadline = time.monotonic() + 120.0
+    while not os.path.exists(path):
+        assert helper.is_alive(), f"the helper ended before it listened on {path}"
+        assert time.monotonic() < deadline, f"the helper did not listen on {path} in 120 s"
         time.sleep(0.01)
     return helper
 
