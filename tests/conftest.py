@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -63,6 +64,36 @@ def without_privileges(memlock: int) -> list[str]:
         "--bounding-set=-all",
         "--no-new-privs",
     ]
+
+
+# poll, select, epoll_wait, pselect6, ppoll, epoll_pwait, epoll_pwait2 (x86_64): a
+# thread blocked in one of them is waiting for something to arrive.
+WAITING = {7, 23, 232, 270, 271, 281, 441}
+
+
+def waiting(pid: int) -> bool:
+    """Whether a thread of process `pid` is blocked waiting for input."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/syscall") as f:
+                nr = f.read().split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        if nr.isdigit() and int(nr) in WAITING:
+            return True
+    return False
+
+
+def wait_ready(proc: subprocess.Popen[str], bed: VethTestbed, *ifnames: str) -> None:
+    """Waits until a program under test (an example, a command) has attached on every
+    one of `ifnames` and then blocks waiting for packets: its sockets are open
+    (registered after the program attached), so every packet sent from now on reaches
+    them. No fixed delay; the bound is only against a hang."""
+    deadline = time.monotonic() + 120.0
+    while not (all(bed.xdp_state(i)[1] for i in ifnames) and waiting(proc.pid)):
+        assert proc.poll() is None, f"it ended early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"never ready on {ifnames}"
+        time.sleep(0.01)
 
 
 def start_helper(path: str, ifname: str, queues: int, start_queue: int = 0) -> threading.Thread:

@@ -6,11 +6,10 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from conftest import start_helper, without_privileges
+from conftest import start_helper, wait_ready, without_privileges
 from packets import frame
 
 from afxdp_rs.pcap import PcapReader
@@ -36,15 +35,6 @@ def finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
     return out
 
 
-def wait_attached(bed: VethTestbed, ifname: str) -> None:
-    for _ in range(500):
-        if bed.xdp_state(ifname)[1]:
-            time.sleep(0.05)  # the socket registers right after the program attaches
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"no XDP program appeared on {ifname}")
-
-
 def inject(bed: VethTestbed, frames: list[bytes], ifname: str | None = None) -> None:
     with bed.packet_socket(ifname or bed.peer) as s:
         for f in frames:
@@ -65,7 +55,7 @@ def receive(sock_if: str, bed: VethTestbed, n: int) -> list[bytes]:
 def test_capture_pcap(bed: VethTestbed, tmp_path: Path) -> None:
     path = tmp_path / "ex.pcap"
     proc = start("capture_pcap.py", bed.inner, str(path), "100")
-    wait_attached(bed, bed.inner)
+    wait_ready(proc, bed, bed.inner)
     frames = [bed.frame(i, 60 + i) for i in range(100)]
     inject(bed, frames)
     assert "captured 100 packets" in finish(proc)
@@ -74,7 +64,7 @@ def test_capture_pcap(bed: VethTestbed, tmp_path: Path) -> None:
 
 def test_port_histogram(bed: VethTestbed) -> None:
     proc = start("port_histogram.py", bed.inner, "300")
-    wait_attached(bed, bed.inner)
+    wait_ready(proc, bed, bed.inner)
     dst, src = (
         bytes.fromhex(bed.inner_mac.replace(":", "")),
         bytes.fromhex(bed.peer_mac.replace(":", "")),
@@ -112,8 +102,7 @@ def test_l2fwd(bed: VethTestbed) -> None:
     t = threading.Thread(target=lambda: out.extend(receive("fwd1", bed, 200)))
     t.start()
     proc = start("l2fwd.py", bed.inner, "fwd0", "200")
-    wait_attached(bed, "fwd0")
-    wait_attached(bed, bed.inner)
+    wait_ready(proc, bed, "fwd0", bed.inner)
     inject(bed, frames)
     assert "forwarded 200 packets" in finish(proc)
     t.join(timeout=10)
@@ -126,7 +115,7 @@ def test_asyncio_echo(bed: VethTestbed) -> None:
     t = threading.Thread(target=lambda: echoes.extend(receive(bed.peer, bed, 100)))
     t.start()
     proc = start("asyncio_echo.py", bed.inner, "100")
-    wait_attached(bed, bed.inner)
+    wait_ready(proc, bed, bed.inner)
     inject(bed, frames)
     assert "answered 100 packets" in finish(proc)
     t.join(timeout=10)

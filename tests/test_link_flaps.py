@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_ready
 
 import afxdp_rs
 from afxdp_rs.aio import AsyncXskSocket
@@ -264,22 +265,13 @@ def flap_seen(bed: VethTestbed, lines: Lines, name: str) -> None:
     lines.wait_for(f"link {name} is up again")
 
 
-def wait_attached(name: str) -> None:
-    for _ in range(500):
-        if afxdp_rs.interface_info(name)["xdp_prog_id"]:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"nothing attached to {name}")
-
-
 def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST)) as out:
         out.bind(("fwd1", ETH_P_AFXDP_TEST))
         out.settimeout(5.0)
         with afxdp_in(bed, "forward", bed.inner, "fwd0", "--json") as p:
             lines = Lines(p)
-            wait_attached(bed.inner)
-            wait_attached("fwd0")
+            wait_ready(p, bed, bed.inner, "fwd0")
             first = burst(bed, 0, 100)
             got = [out.recv(2048) for _ in range(100)]
             flap_seen(bed, lines, bed.inner)
@@ -315,7 +307,7 @@ def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) 
 
     with afxdp_in(bed, "capture", bed.inner, "-w", str(pcap)) as p:
         lines = Lines(p)
-        wait_attached(bed.inner)
+        wait_ready(p, bed, bed.inner)
         first = burst(bed, 0, 100)
         captured(100)
         flap_seen(bed, lines, bed.inner)
@@ -340,7 +332,7 @@ def test_a_removed_interface_still_ends_things() -> None:
             assert not isinstance(e.value, afxdp_rs.LinkDownError)
         bed.add_veth("gone0", "gone1")
         with afxdp_in(bed, "capture", "gone0", "-w", "/dev/null") as p:
-            wait_attached("gone0")
+            wait_ready(p, bed, "gone0")
             bed.delete_link("gone0")
             _, stderr = p.communicate(timeout=30)
         assert p.returncode == 1, stderr
