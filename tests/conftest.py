@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -93,6 +93,15 @@ def wait_ready(proc: subprocess.Popen[str], bed: VethTestbed, *ifnames: str) -> 
     while not (all(bed.xdp_state(i)[1] for i in ifnames) and waiting(proc.pid)):
         assert proc.poll() is None, f"it ended early: {proc.communicate()}"
         assert time.monotonic() < deadline, f"never ready on {ifnames}"
+        time.sleep(0.01)
+
+
+def eventually(cond: Callable[[], bool], what: str, bound: float = 60.0) -> None:
+    """Waits until `cond()` holds (the kernel finishing something asynchronously); the
+    bound is only against a hang, so a slow machine does not fail it."""
+    deadline = time.monotonic() + bound
+    while not cond():
+        assert time.monotonic() < deadline, f"{what}: not within {bound:.0f} s"
         time.sleep(0.01)
 
 

@@ -11,11 +11,10 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import start_helper, without_privileges
+from conftest import eventually, start_helper, without_privileges
 
 import afxdp_rs
 from afxdp_rs import privileged
@@ -363,11 +362,9 @@ def _unprivileged_worker(bed: VethTestbed) -> None:
             child.kill()
             child.wait()
         helper.join(timeout=20)
-    for _ in range(200):  # the worker is gone: so is the program
-        if bed.xdp_state(bed.inner) == ("none", 0):
-            break
-        time.sleep(0.01)
-    assert bed.xdp_state(bed.inner) == ("none", 0)
+    eventually(
+        lambda: bed.xdp_state(bed.inner) == ("none", 0), "the worker is gone: so is the program"
+    )
 
 
 def test_program_stays_until_the_last_socket_closes(

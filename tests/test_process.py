@@ -15,6 +15,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import pytest
+from conftest import eventually
 
 import afxdp_rs
 from afxdp_rs.testbed import VethTestbed
@@ -128,11 +129,10 @@ def test_processes_share_an_interface_and_the_program_leaves_with_the_last(
             assert bed.xdp_state(bed.inner) == (mode, prog_id), "this process still holds it"
             assert gens[1].send(frames, timeout=2.0) == 10
             assert received(mine, 10) == frames
-        for _ in range(200):  # the last user is gone: so is the program
-            if bed.xdp_state(bed.inner) == ("none", 0):
-                break
-            time.sleep(0.01)
-        assert bed.xdp_state(bed.inner) == ("none", 0)
+        eventually(
+            lambda: bed.xdp_state(bed.inner) == ("none", 0),
+            "the last user is gone: so is the program",
+        )
     finally:
         if other.poll() is None:
             other.kill()
