@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+import afxdp_rs
 from afxdp_rs import privileged
 from afxdp_rs.testbed import VethTestbed
 
@@ -84,14 +85,17 @@ def waiting(pid: int) -> bool:
     return False
 
 
-def wait_ready(proc: subprocess.Popen[str], bed: VethTestbed, *ifnames: str) -> None:
-    """Waits until a program under test (an example, a command) has attached on every
-    one of `ifnames` and then blocks waiting for packets: its sockets are open
-    (registered after the program attached), so every packet sent from now on reaches
-    them. No fixed delay; the bound is only against a hang."""
+def wait_ready(proc: subprocess.Popen[str] | int, *ifnames: str) -> None:
+    """Waits until a program under test (an example, a command; or, given this process's
+    pid, a command run in another thread) has attached on every one of `ifnames` and
+    then blocks waiting for packets: its sockets are open (registered after the program
+    attached), so every packet sent from now on reaches them. No fixed delay; the bound
+    is only against a hang."""
+    pid = proc if isinstance(proc, int) else proc.pid
     deadline = time.monotonic() + 120.0
-    while not (all(bed.xdp_state(i)[1] for i in ifnames) and waiting(proc.pid)):
-        assert proc.poll() is None, f"it ended early: {proc.communicate()}"
+    while not (all(afxdp_rs.interface_info(i)["xdp_prog_id"] for i in ifnames) and waiting(pid)):
+        if not isinstance(proc, int):
+            assert proc.poll() is None, f"it ended early: {proc.communicate()}"
         assert time.monotonic() < deadline, f"never ready on {ifnames}"
         time.sleep(0.01)
 

@@ -4,6 +4,7 @@ given interfaces; pcap files that tcpdump reads back."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_ready
 
 import afxdp_rs
 from afxdp_rs.cli import main
@@ -62,7 +64,7 @@ def test_capture_on_an_interface(bed: VethTestbed, tmp_path: Path) -> None:
 
     def inject() -> None:
         with bed.packet_socket(bed.peer) as peer:
-            time.sleep(0.3)
+            wait_ready(os.getpid(), bed.inner)
             for f in frames:
                 peer.send(f)
 
@@ -87,7 +89,7 @@ def test_capture_every_queue_with_a_filter_and_per_packet_times(
         t0 = time.time()
 
         def inject() -> None:
-            time.sleep(0.5)
+            wait_ready(os.getpid(), bed.inner)
             for i, f in enumerate(wanted):
                 gens[i % 2].send([f, other], timeout=2.0)
                 time.sleep(0.005)
@@ -180,7 +182,7 @@ def test_forward_between_interfaces(bed: VethTestbed) -> None:
         t = threading.Thread(target=main, args=(["forward", bed.inner, "fwd0", "-c", "200"],))
         t.start()
         with bed.packet_socket(bed.peer) as src:
-            time.sleep(0.3)
+            wait_ready(os.getpid(), bed.inner, "fwd0")
             for f in frames:
                 src.send(f)
         got: list[bytes] = []

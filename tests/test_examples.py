@@ -55,7 +55,7 @@ def receive(sock_if: str, bed: VethTestbed, n: int) -> list[bytes]:
 def test_capture_pcap(bed: VethTestbed, tmp_path: Path) -> None:
     path = tmp_path / "ex.pcap"
     proc = start("capture_pcap.py", bed.inner, str(path), "100")
-    wait_ready(proc, bed, bed.inner)
+    wait_ready(proc, bed.inner)
     frames = [bed.frame(i, 60 + i) for i in range(100)]
     inject(bed, frames)
     assert "captured 100 packets" in finish(proc)
@@ -64,7 +64,7 @@ def test_capture_pcap(bed: VethTestbed, tmp_path: Path) -> None:
 
 def test_port_histogram(bed: VethTestbed) -> None:
     proc = start("port_histogram.py", bed.inner, "300")
-    wait_ready(proc, bed, bed.inner)
+    wait_ready(proc, bed.inner)
     dst, src = (
         bytes.fromhex(bed.inner_mac.replace(":", "")),
         bytes.fromhex(bed.peer_mac.replace(":", "")),
@@ -102,7 +102,7 @@ def test_l2fwd(bed: VethTestbed) -> None:
     t = threading.Thread(target=lambda: out.extend(receive("fwd1", bed, 200)))
     t.start()
     proc = start("l2fwd.py", bed.inner, "fwd0", "200")
-    wait_ready(proc, bed, "fwd0", bed.inner)
+    wait_ready(proc, "fwd0", bed.inner)
     inject(bed, frames)
     assert "forwarded 200 packets" in finish(proc)
     t.join(timeout=10)
@@ -115,7 +115,7 @@ def test_asyncio_echo(bed: VethTestbed) -> None:
     t = threading.Thread(target=lambda: echoes.extend(receive(bed.peer, bed, 100)))
     t.start()
     proc = start("asyncio_echo.py", bed.inner, "100")
-    wait_ready(proc, bed, bed.inner)
+    wait_ready(proc, bed.inner)
     inject(bed, frames)
     assert "answered 100 packets" in finish(proc)
     t.join(timeout=10)

@@ -271,7 +271,7 @@ def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
         out.settimeout(5.0)
         with afxdp_in(bed, "forward", bed.inner, "fwd0", "--json") as p:
             lines = Lines(p)
-            wait_ready(p, bed, bed.inner, "fwd0")
+            wait_ready(p, bed.inner, "fwd0")
             first = burst(bed, 0, 100)
             got = [out.recv(2048) for _ in range(100)]
             flap_seen(bed, lines, bed.inner)
@@ -307,7 +307,7 @@ def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) 
 
     with afxdp_in(bed, "capture", bed.inner, "-w", str(pcap)) as p:
         lines = Lines(p)
-        wait_ready(p, bed, bed.inner)
+        wait_ready(p, bed.inner)
         first = burst(bed, 0, 100)
         captured(100)
         flap_seen(bed, lines, bed.inner)
@@ -332,7 +332,7 @@ def test_a_removed_interface_still_ends_things() -> None:
             assert not isinstance(e.value, afxdp_rs.LinkDownError)
         bed.add_veth("gone0", "gone1")
         with afxdp_in(bed, "capture", "gone0", "-w", "/dev/null") as p:
-            wait_ready(p, bed, "gone0")
+            wait_ready(p, "gone0")
             bed.delete_link("gone0")
             _, stderr = p.communicate(timeout=30)
         assert p.returncode == 1, stderr

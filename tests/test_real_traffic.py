@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
+from conftest import wait_ready
 from packets import frame, l4_checksum_ok
 
 import afxdp_rs
@@ -355,7 +356,7 @@ def test_the_command_line_forwards_real_traffic(
     codes: list[int] = []
     t = threading.Thread(target=lambda: codes.append(main(["forward", "a1", "b1", "-d", "4"])))
     t.start()
-    time.sleep(0.5)
+    wait_ready(os.getpid(), "a1", "b1")
     ping(net, "a", "b")
     data = DATA[: 8 << 20]
     assert tcp_transfer(net, "a", "b", data) == hashlib.sha256(data).hexdigest()
