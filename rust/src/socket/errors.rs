@@ -176,9 +176,9 @@ pub(crate) fn unbound(ifname: &str, queue: u32, e: &io::Error) -> Error {
     .with_errno(e.raw_os_error().unwrap_or(0))
 }
 
-/// A failed kick or wakeup on a bound socket. The kicks handle ENETDOWN themselves (a
-/// down link is a state, recorded by the link watch); should it reach here from
-/// elsewhere, it reads as the same LinkDown error.
+/// A failed kick or wakeup on a bound socket. Kicks go through `Watch::settle_kick`,
+/// which takes ENETDOWN as a state first; should it reach here from elsewhere, it
+/// reads as the same LinkDown error.
 pub(super) fn io_error(ifname: &str, queue: u32, what: &str, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ENETDOWN) => link_down(ifname, queue, what),

@@ -2,7 +2,7 @@
 //! without any check, to provoke the kernel's invalid-descriptor counters. Not part of
 //! the crate's API.
 
-use super::{errors, watch, XskSocket};
+use super::{errors, XskSocket};
 use crate::error::Result;
 use crate::sys;
 
@@ -45,16 +45,9 @@ impl XskSocket {
                 r.submit_all();
             }
         }
-        match sys::xsk::kick_tx(self.fd()) {
-            Ok(()) => Ok(()),
-            // As the real kick: a down link is a state, seen by the next send.
-            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                self.watch.link().observe(true);
-                Ok(())
-            }
-            Err(e) if watch::transient(&e) => Ok(()),
-            Err(e) => Err(errors::io_error(&self.ifname, self.queue, "sending", e)),
-        }
+        // Answered as the real kick is (a down link is a state, seen by the next send).
+        let answer = sys::xsk::kick_tx(self.fd());
+        self.watch.settle_kick(answer, "sending")
     }
 
     /// For the unchecked test hooks: an address outside this socket's frames is fine

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use super::watch::transient;
 use super::{errors, packet_end, XskSocket, MAX_SEGMENTS};
 use crate::error::Result;
 use crate::umem::RxFrames;
@@ -41,24 +40,8 @@ impl XskSocket {
             return Ok(());
         }
         self.counters.rx_wakeups += 1;
-        match crate::sys::xsk::kick_rx(self.fd()) {
-            Ok(()) => {
-                self.watch.link().observe(false);
-                Ok(())
-            }
-            // The link is down: a state, not a failure (nothing arrives meanwhile).
-            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                self.watch.link().observe(true);
-                Ok(())
-            }
-            Err(e) if transient(&e) => Ok(()),
-            Err(e) => Err(errors::io_error(
-                &self.ifname,
-                self.queue,
-                "waking up rx",
-                e,
-            )),
-        }
+        let answer = crate::sys::xsk::kick_rx(self.fd());
+        self.watch.settle_kick(answer, "waking up rx")
     }
 
     pub(super) fn check_not_peeked(&mut self) -> Result<()> {

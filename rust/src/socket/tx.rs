@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::watch::{remaining, transient, Backoff};
+use super::watch::{remaining, Backoff};
 use super::{errors, XskSocket};
 use crate::error::Result;
 use crate::ring::ProducerRing;
@@ -134,22 +134,13 @@ impl XskSocket {
         loop {
             self.counters.tx_wakeups += 1;
             match sys::xsk::kick_tx(self.fd()) {
-                Ok(()) => {
-                    self.watch.link().observe(false);
-                    return Ok(());
-                }
-                // The link is down: what is on the tx ring stays there and goes out
-                // once it is up; new sends are refused meanwhile (see queue_checked).
-                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                    self.watch.link().observe(true);
-                    return Ok(());
-                }
+                // More waits on the ring: take completions back and kick again.
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && rounds > 0 => {
                     rounds -= 1;
                     self.complete();
                 }
-                Err(e) if transient(&e) => return Ok(()),
-                Err(e) => return Err(errors::io_error(&self.ifname, self.queue, "sending", e)),
+                // A down link is a state (see queue_checked for new sends).
+                answer => return self.watch.settle_kick(answer, "sending"),
             }
         }
     }

@@ -90,6 +90,25 @@ impl Watch {
         &self.link
     }
 
+    /// What a kick's answer means (`what`: the kick, for the error). Taken: the link is
+    /// up. ENETDOWN: the link is down, a state recorded here, not a failure (what is
+    /// on the rings stays there and goes once it is up; sends are refused meanwhile).
+    /// A transient refusal: nothing. Anything else is the error.
+    pub(super) fn settle_kick(&self, answer: io::Result<()>, what: &str) -> Result<()> {
+        match answer {
+            Ok(()) => {
+                self.link.observe(false);
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                self.link.observe(true);
+                Ok(())
+            }
+            Err(e) if transient(&e) => Ok(()),
+            Err(e) => Err(errors::io_error(&self.ifname, self.queue, what, e)),
+        }
+    }
+
     /// Waits up to `timeout` for `events`; returns whether they came. When they did
     /// not, looks at the link (see [`wait_fd`]: down is a state, removed is an error)
     /// and checks that its XDP program is still attached.
