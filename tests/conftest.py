@@ -92,21 +92,26 @@ def wait_ready(proc: subprocess.Popen[str] | int, *ifnames: str) -> None:
     attached), so every packet sent from now on reaches them. No fixed delay; the bound
     is only against a hang."""
     pid = proc if isinstance(proc, int) else proc.pid
-    deadline = time.monotonic() + 120.0
-    while not (all(afxdp_rs.interface_info(i)["xdp_prog_id"] for i in ifnames) and waiting(pid)):
+
+    def ready() -> bool:
         if not isinstance(proc, int):
             assert proc.poll() is None, f"it ended early: {proc.communicate()}"
-        assert time.monotonic() < deadline, f"never ready on {ifnames}"
-        time.sleep(0.01)
+        attached = all(afxdp_rs.interface_info(i)["xdp_prog_id"] for i in ifnames)
+        return attached and waiting(pid)
+
+    eventually(ready, f"ready on {ifnames}", bound=120.0)
 
 
-def eventually(cond: Callable[[], bool], what: str, bound: float = 60.0) -> None:
-    """Waits until `cond()` holds (the kernel finishing something asynchronously); the
-    bound is only against a hang, so a slow machine does not fail it."""
+def eventually(
+    cond: Callable[[], bool], what: str, bound: float = 60.0, every: float = 0.01
+) -> None:
+    """Looks at `cond()` every `every` seconds until it holds (the kernel or another
+    process finishing something); the bound is only against a hang, so a slow machine
+    does not fail it. `cond` may raise to say waiting is pointless (its process died)."""
     deadline = time.monotonic() + bound
     while not cond():
         assert time.monotonic() < deadline, f"{what}: not within {bound:.0f} s"
-        time.sleep(0.01)
+        time.sleep(every)
 
 
 def start_helper(path: str, ifname: str, queues: int, start_queue: int = 0) -> threading.Thread:
@@ -117,13 +122,14 @@ def start_helper(path: str, ifname: str, queues: int, start_queue: int = 0) -> t
         kwargs={"timeout": 20},
     )
     helper.start()
+
     # Preparing (program, sockets) takes long on a loaded machine: wait for the path
     # as long as the helper lives, with a bound only against a hang.
-    deadline = time.monotonic() + 120.0
-    while not os.path.exists(path):
+    def listening() -> bool:
         assert helper.is_alive(), f"the helper ended before it listened on {path}"
-        assert time.monotonic() < deadline, f"the helper did not listen on {path} in 120 s"
-        time.sleep(0.01)
+        return os.path.exists(path)
+
+    eventually(listening, f"the helper listening on {path}", bound=120.0)
     return helper
 
 

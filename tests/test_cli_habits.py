@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 
 import afxdp_rs
 from afxdp_rs.pcap import PcapReader
@@ -80,11 +81,12 @@ def test_ordinary_mistakes_are_one_line(tmp_path: Path) -> None:
 
 
 def wait_for_packets(path: Path, at_least: int = 100) -> None:
-    for _ in range(300):
-        if path.exists() and path.stat().st_size > 24 + at_least * (16 + 64):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not grow")
+    eventually(
+        lambda: path.exists() and path.stat().st_size > 24 + at_least * (16 + 64),
+        f"{at_least} packets in {path}",
+        bound=15.0,
+        every=0.05,
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

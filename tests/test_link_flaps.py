@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_ready
+from conftest import eventually, wait_ready
 
 import afxdp_rs
 from afxdp_rs.aio import AsyncXskSocket
@@ -299,11 +299,11 @@ def test_capture_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) 
     pcap = tmp_path / "flap.pcap"
 
     def captured(n: int) -> None:
-        for _ in range(1000):
-            if pcap.stat().st_size >= 24 + n * (16 + 64):
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"fewer than {n} packets in {pcap}")
+        eventually(
+            lambda: pcap.stat().st_size >= 24 + n * (16 + 64),
+            f"{n} packets in {pcap}",
+            bound=10.0,
+        )
 
     with afxdp_in(bed, "capture", bed.inner, "-w", str(pcap)) as p:
         lines = Lines(p)

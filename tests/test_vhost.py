@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from conftest import eventually, require_tool
 from guest import Guest, build_image
 from packets import frame
 from pyroute2 import IPRoute
@@ -225,14 +225,6 @@ def introduce(far: str, queue: int, mac: str, ip: str, host: str) -> None:
     send_from(far, queue, [dst + src + b"\x08\x06" + arp + bytes(18)])
 
 
-def wait_for(what: str, cond: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_ping_and_tcp_each_way(image: Path, net: VethTestbed, sock_path: Path) -> None:
     ours, far, host = ONE
     # The far end offloads its checksums: its TCP segments reach the guest (which is
@@ -268,9 +260,11 @@ def test_two_queue_pairs_both_carry_traffic(image: Path, net: VethTestbed, sock_
         udp0 = guest_udp(g)
         for queue in (0, 1):
             send_to_guest(far, queue, MAC_A, ip, host, 50)
-        wait_for(
-            "the guest to take 100 datagrams",
+        eventually(
             lambda: guest_udp(g)["NoPorts"] - udp0["NoPorts"] >= 100,
+            "the guest to take 100 datagrams",
+            bound=30.0,
+            every=0.1,
         )
         udp = guest_udp(g)
         assert udp["NoPorts"] - udp0["NoPorts"] == 100
@@ -356,7 +350,7 @@ def wait_listening(p: subprocess.Popen[str], path: Path) -> None:
             raise AssertionError(f"afxdp vhost-user exited {p.returncode}: {p.communicate()}")
         return path.exists()
 
-    wait_for(f"a socket at {path}", up)
+    eventually(up, f"a socket at {path}", bound=30.0, every=0.1)
 
 
 def test_sigkill_leaves_no_program_and_a_restart_resumes(
@@ -372,7 +366,9 @@ def test_sigkill_leaves_no_program_and_a_restart_resumes(
             p.send_signal(signal.SIGKILL)
             p.wait(10)
             # The program went with the process (a BPF link); the socket file stays.
-            wait_for("the XDP program to go", lambda: net.xdp_state(ours) == ("none", 0), 5)
+            eventually(
+                lambda: net.xdp_state(ours) == ("none", 0), "the XDP program to go", 5.0, 0.1
+            )
             assert sock_path.exists()
             # A new backend takes the stale path over; QEMU reconnects by itself.
             with VhostUser(ours, sock_path) as dev:
@@ -403,8 +399,18 @@ def test_two_vms_on_two_queues_of_one_interface(
             before = [guest_udp(g) for g in (a, b)]
             send_to_guest(far, 0, MAC_A, "10.0.1.2", host, 40)
             send_to_guest(far, 1, MAC_B, "10.0.1.3", host, 60)
-            wait_for("40 datagrams", lambda: guest_udp(a)["NoPorts"] - before[0]["NoPorts"] >= 40)
-            wait_for("60 datagrams", lambda: guest_udp(b)["NoPorts"] - before[1]["NoPorts"] >= 60)
+            eventually(
+                lambda: guest_udp(a)["NoPorts"] - before[0]["NoPorts"] >= 40,
+                "40 datagrams",
+                bound=30.0,
+                every=0.1,
+            )
+            eventually(
+                lambda: guest_udp(b)["NoPorts"] - before[1]["NoPorts"] >= 60,
+                "60 datagrams",
+                bound=30.0,
+                every=0.1,
+            )
             time.sleep(0.5)
             after = [guest_udp(g) for g in (a, b)]
             assert after[0]["NoPorts"] - before[0]["NoPorts"] == 40
@@ -461,8 +467,11 @@ def test_many_connections_leak_nothing(net: VethTestbed, sock_path: Path) -> Non
         for _ in range(100):
             with socket.socket(socket.AF_UNIX) as s:
                 s.connect(str(sock_path))
-        wait_for(
-            "100 connections", lambda: dev.events(199) == ["frontend disconnected (connection 100)"]
+        eventually(
+            lambda: dev.events(199) == ["frontend disconnected (connection 100)"],
+            "100 connections",
+            bound=30.0,
+            every=0.1,
         )
         assert dev.connections == 100 and not dev.connected
         assert open_fds() == fds
