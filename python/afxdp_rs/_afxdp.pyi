@@ -50,6 +50,11 @@ def detach_program(ifname: str) -> dict[str, Any]:
     """Removes afxdp_rs's XDP program from the interface and returns what was attached
     (as xdp_status). Any other program stays: ProgramAttachedError says whose it is."""
 
+def _hide_tx_wakeups(hidden: bool) -> None:
+    """For tests only: while `hidden`, every socket of the process skips the tx kicks
+    the kernel asks for (a lost wakeup, on purpose); only the re-kick of a stalled
+    sender still reaches the kernel."""
+
 @final
 class XskSocket:
     """An AF_XDP socket on one queue of one interface.

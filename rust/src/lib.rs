@@ -47,7 +47,7 @@ mod python;
 pub mod vhost;
 
 pub use error::{Error, ErrorKind, Result};
-pub use socket::{BindMode, Counters, SocketConfig, Steering, XskSocket};
+pub use socket::{BindMode, Counters, RingLevels, SocketConfig, Steering, XskSocket};
 pub use sys::{XdpDesc, XdpStatistics};
 pub use umem::{FramePool, RxFrames, UmemArea, UmemConfig};
 pub use xskmap::XskMap;

@@ -472,17 +472,21 @@ impl PySocket {
 
     /// The kernel's XDP_STATISTICS counters and the library's own, as a dict.
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (k, c, f, down, downs) = self.with_socket(py, |s| {
+        let (k, c, f, r, down, downs) = self.with_socket(py, |s| {
+            // Completions first, so that tx_completed and tx_outstanding are the
+            // kernel's word of now, not of the last send.
+            s.complete();
             Ok((
                 s.statistics()?,
                 s.counters(),
                 s.frame_counts(),
+                s.ring_levels(),
                 s.link_down(),
                 s.link_downs(),
             ))
         })?;
         let d = PyDict::new(py);
-        let items: [(&str, u64); 24] = [
+        let items: [(&str, u64); 28] = [
             // The link as last seen (1: down; the socket stays usable) and how many
             // times the socket saw it go down (it looks when it waits, sends, or is
             // asked through link_up).
@@ -500,6 +504,7 @@ impl PySocket {
             ("tx_bytes", c.tx_bytes),
             ("tx_completed", c.tx_completed),
             ("tx_wakeups", c.tx_wakeups),
+            ("tx_rekicks", c.tx_rekicks),
             ("rx_wakeups", c.rx_wakeups),
             ("invalid_completions", c.invalid_completions),
             ("invalid_rx_descs", c.invalid_rx_descs),
@@ -511,6 +516,12 @@ impl PySocket {
             ("rx_held", f.rx_held as u64),
             ("rx_in_kernel", f.rx_in_kernel as u64),
             ("frame_count", f.total as u64),
+            // What sits on the rings now, as both sides see it: frames for the kernel
+            // to receive into, received packets not yet released, tx descriptors the
+            // kernel has not taken.
+            ("fill_ring_queued", r.fill_queued as u64),
+            ("rx_ring_waiting", r.rx_waiting as u64),
+            ("tx_ring_queued", r.tx_queued as u64),
         ];
         for (name, value) in items {
             d.set_item(name, value)?;

@@ -29,6 +29,14 @@ fn pace_args(batch: i64, poll: bool, linger: f64) -> PyResult<Pace> {
     })
 }
 
+/// For tests only: while `hidden`, every socket of the process skips the tx kicks the
+/// kernel asks for (a lost wakeup, on purpose); only the re-kick of a stalled sender
+/// still reaches the kernel.
+#[pyfunction]
+pub(super) fn _hide_tx_wakeups(hidden: bool) {
+    crate::socket::hooks::hide_tx_wakeups(hidden);
+}
+
 #[pymethods]
 impl PySocket {
     /// Benchmark loop run entirely in Rust (the GIL is released): receive and drop for

@@ -68,6 +68,13 @@ impl<T: Copy> ConsumerRing<T> {
         }
     }
 
+    /// Entries the producer has published that we have not released yet, read from the
+    /// shared indices (peeked but unreleased entries count as waiting).
+    pub fn waiting(&self) -> u32 {
+        let published = self.ring.producer().load(Ordering::Acquire);
+        published.wrapping_sub(self.ring.consumer().load(Ordering::Relaxed))
+    }
+
     /// Whether the kernel asked for a system call (meaningful on rx and fill only).
     #[inline]
     pub fn needs_wakeup(&self) -> bool {

@@ -81,7 +81,8 @@ impl<T: Copy> ProducerRing<T> {
         self.ring.needs_wakeup()
     }
 
-    /// Entries submitted but not yet taken by the consumer (reads the shared index).
+    /// Entries submitted but not yet taken by the consumer, read from the shared
+    /// indices: what the other side can see waiting on the ring right now.
     pub fn pending(&self) -> u32 {
         let published = self.ring.producer().load(Ordering::Relaxed);
         published.wrapping_sub(self.ring.consumer().load(Ordering::Acquire))

@@ -1,11 +1,33 @@
-//! Test hooks for the Python test suite: put descriptors on the fill and tx rings
-//! without any check, to provoke the kernel's invalid-descriptor counters. Not part of
-//! the crate's API.
+//! Test hooks for the test suites: put descriptors on the fill and tx rings without
+//! any check, to provoke the kernel's invalid-descriptor counters, and lose tx wakeups
+//! on purpose, to show that a sender recovers. Not part of the crate's API.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[cfg(feature = "python")]
 use super::{errors, XskSocket};
+#[cfg(feature = "python")]
 use crate::error::Result;
+#[cfg(feature = "python")]
 use crate::sys;
 
+/// While set, every socket of the process reads the kernel's need_wakeup flag on its
+/// tx ring as clear, so no ordinary tx kick is made: the situation of a lost wakeup.
+static TX_WAKEUPS_HIDDEN: AtomicBool = AtomicBool::new(false);
+
+/// For tests only: makes every socket of the process skip the tx kicks the kernel
+/// asks for (`true`), or makes them again (`false`). Only the re-kick of a stalled
+/// sender (see [`REKICK_AFTER`](super::REKICK_AFTER)) still reaches the kernel.
+pub fn hide_tx_wakeups(hidden: bool) {
+    TX_WAKEUPS_HIDDEN.store(hidden, Ordering::Relaxed);
+}
+
+#[inline]
+pub(crate) fn tx_wakeups_hidden() -> bool {
+    TX_WAKEUPS_HIDDEN.load(Ordering::Relaxed)
+}
+
+#[cfg(feature = "python")]
 impl XskSocket {
     /// Puts `addr` on the fill ring without any check (taking it out of the pool if it
     /// is there). Only for tests that provoke the kernel's invalid-descriptor counters.

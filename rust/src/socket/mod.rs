@@ -21,8 +21,8 @@ pub mod advice;
 pub mod config;
 pub(crate) mod errors;
 mod forward;
-#[cfg(feature = "python")]
-mod hooks;
+#[doc(hidden)]
+pub mod hooks;
 pub mod ledger;
 mod open;
 mod rx;
@@ -38,7 +38,7 @@ pub use config::{
 };
 pub use forward::Forwarded;
 pub use ledger::FrameCounts;
-pub use tx::SendStep;
+pub use tx::{SendStep, REKICK_AFTER};
 pub use watch::{Backoff, Watch};
 
 use crate::error::{Error, Result};
@@ -68,6 +68,10 @@ pub struct Counters {
     pub tx_completed: u64,
     /// System calls made because the kernel asked for a wakeup (tx).
     pub tx_wakeups: u64,
+    /// Kicks made, whatever the kernel's need_wakeup flag said, because frames were in
+    /// flight and no completion had come for [`REKICK_AFTER`](tx::REKICK_AFTER): a
+    /// sender never waits forever on a wakeup the kernel did not ask for.
+    pub tx_rekicks: u64,
     /// System calls made because the kernel asked for a wakeup (fill ring).
     pub rx_wakeups: u64,
     /// Completion-ring addresses that were not this socket's frames (dropped, never
@@ -79,6 +83,20 @@ pub struct Counters {
     pub invalid_returns: u64,
     /// Partial checksums completed on receive (`complete_checksums`).
     pub checksums_completed: u64,
+}
+
+/// How many entries sit on the fill, rx and tx rings, read from the indices both sides
+/// share: what a stalled socket is waiting for. Descriptors on the tx ring are ones the
+/// kernel has not taken yet (what it sent shows in `tx_completed` once
+/// [`XskSocket::complete`] took it back).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingLevels {
+    /// Frame addresses on the fill ring, for the kernel to receive into.
+    pub fill_queued: u32,
+    /// Received descriptors not yet released by the socket.
+    pub rx_waiting: u32,
+    /// Descriptors on the tx ring the kernel has not taken.
+    pub tx_queued: u32,
 }
 
 /// One past the last descriptor of the packet that starts at descriptor `at` of
@@ -122,6 +140,8 @@ pub struct XskSocket {
     reserved: Option<u64>,
     /// A failure to report on the next call (e.g. after packets were already queued).
     pending: Option<Error>,
+    /// Since when frames have been in flight without a completion (None: not stalled).
+    tx_stalled_since: Option<std::time::Instant>,
     /// Rx entries looked at with `rx_peek` and not yet consumed or cancelled, and the
     /// id of that peek.
     peeked: u32,
@@ -277,6 +297,15 @@ impl XskSocket {
     /// Frames sent but not yet completed.
     pub fn tx_outstanding(&self) -> u32 {
         self.ledger.counts().tx_outstanding
+    }
+
+    /// How full each ring is, as both sides see it now (read from the shared indices).
+    pub fn ring_levels(&self) -> RingLevels {
+        RingLevels {
+            fill_queued: self.rings.fill.pending(),
+            rx_waiting: self.rings.rx.as_ref().map_or(0, |r| r.waiting()),
+            tx_queued: self.rings.tx.as_ref().map_or(0, |t| t.pending()),
+        }
     }
 
     /// The kernel's counters for this socket (`XDP_STATISTICS`).

@@ -158,6 +158,7 @@ impl XskSocket {
             reserved: None,
             claim,
             pending: None,
+            tx_stalled_since: None,
             peeked: 0,
             peek_id: 0,
             ifname: ifname.to_string(),

@@ -11,6 +11,13 @@ use crate::error::Result;
 use crate::ring::ProducerRing;
 use crate::sys::{self, uapi, XdpDesc};
 
+/// How long frames may be in flight without a completion before the socket kicks the
+/// kernel again, whether or not its need_wakeup flag asks for it. A kick the kernel
+/// needed and did not get (a wakeup flag read at the wrong moment, a driver that clears
+/// it too early) would otherwise leave descriptors on the tx ring for ever; a kick it
+/// did not need costs one system call per interval of a stall.
+pub const REKICK_AFTER: Duration = Duration::from_millis(10);
+
 /// What one [`XskSocket::send_step`] achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStep {
@@ -46,7 +53,36 @@ impl XskSocket {
         if !self.foreign.is_empty() {
             self.send_foreign_home();
         }
+        self.watch_completions(n);
         n
+    }
+
+    /// Every path that waits for the kernel to send takes completions through
+    /// [`XskSocket::complete`], so this is where a stall is noticed: frames in flight
+    /// (on the tx ring, or sent and not completed) and no completion for
+    /// [`REKICK_AFTER`] make a kick whatever need_wakeup says (counted in
+    /// `tx_rekicks`). The clock is read only while stalled.
+    fn watch_completions(&mut self, completed: u32) {
+        let in_flight = completed == 0
+            && (self.ledger.counts().tx_outstanding > 0
+                || self.rings.tx.as_ref().is_some_and(|t| t.pending() > 0));
+        if !in_flight {
+            self.tx_stalled_since = None;
+            return;
+        }
+        let now = Instant::now();
+        match self.tx_stalled_since {
+            Some(since) if now.duration_since(since) >= REKICK_AFTER => {
+                self.tx_stalled_since = Some(now);
+                self.counters.tx_rekicks += 1;
+                let answer = sys::xsk::kick_tx(self.fd());
+                if let Err(e) = self.watch.settle_kick(answer, "sending") {
+                    self.pending.get_or_insert(e);
+                }
+            }
+            Some(_) => {}
+            None => self.tx_stalled_since = Some(now),
+        }
     }
 
     /// Hands completed frames of other sockets back to them (one lookup and one
@@ -128,7 +164,8 @@ impl XskSocket {
         let Some(tx) = self.rings.tx.as_ref() else {
             return Ok(());
         };
-        if self.config.busy_poll.is_none() && self.config.need_wakeup && !tx.needs_wakeup() {
+        let asked = tx.needs_wakeup() && !super::hooks::tx_wakeups_hidden();
+        if self.config.busy_poll.is_none() && self.config.need_wakeup && !asked {
             return Ok(());
         }
         loop {

@@ -173,6 +173,9 @@ pub fn sequence_check(
             if (st.sent == run.count && st.sent == expect) || last_arrival.elapsed() >= run.quiet {
                 break;
             }
+            // Take completions back meanwhile: the socket's counters then say what
+            // the kernel sent, and a stalled tx ring is kicked again (see complete).
+            sock.complete();
             sock.poll(libc::POLLIN, Some(Duration::from_millis(10)))?;
         }
     }
