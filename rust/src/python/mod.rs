@@ -45,7 +45,10 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(program::xdp_status, m)?)?;
     m.add_function(wrap_pyfunction!(program::detach_program, m)?)?;
     // A test hook: set as an attribute, so it stays out of the module's __all__.
-    m.setattr("_hide_tx_wakeups", wrap_pyfunction!(tools::_hide_tx_wakeups, m)?)?;
+    m.setattr(
+        "_hide_tx_wakeups",
+        wrap_pyfunction!(tools::_hide_tx_wakeups, m)?,
+    )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;
     Ok(())
