@@ -229,11 +229,11 @@ def test_json_results(tmp_path: Path) -> None:
     pcap = tmp_path / "j.pcap"
     r = afxdp("capture", "-c", "50", "-w", str(pcap), "--json")
     assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout)
+    got = json.loads(r.stdout.splitlines()[-1])
     assert got["packets"] == 50 and got["bytes"] == 50 * 64 and got["kernel_dropped"] == 0
     r = afxdp("send", "--from", str(pcap), "--json")
     assert r.returncode == 0, r.stderr
-    sent = json.loads(r.stdout)
+    sent = json.loads(r.stdout.splitlines()[-1])
     assert sent["sent"] == sent["total"] == 50 and sent["peer_received"] == 50
     one_line_error(afxdp("capture", "-c", "5", "-w", "-", "--json"), 2, "--json")
 
@@ -242,7 +242,10 @@ def test_forward_on_its_test_bed_runs_for_its_duration() -> None:
     """With -d and no count, the test bed's traffic goes on for the whole run."""
     r = afxdp("forward", "-d", "1.5", "--json")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    # JSON lines: one per second of the run (standard output is a pipe), then the result.
+    *intervals, last = (json.loads(line) for line in r.stdout.splitlines())
+    assert intervals and all("interval" in i for i in intervals), r.stdout
+    out = last
     assert out["seconds"] >= 1.5
     assert out["packets"] > 1000, out  # it used to stop at 1,000 and idle
     assert out["test_bed_received"] == out["packets"], out

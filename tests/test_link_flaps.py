@@ -291,7 +291,7 @@ def test_forward_command_rides_through_a_flap(bed: VethTestbed) -> None:
     stderr = lines.text()
     assert p.returncode == 0, stderr
     assert got == first + second + during + third
-    assert json.loads(stdout)["packets"] == 350
+    assert json.loads(stdout.splitlines()[-1])["packets"] == 350
     assert "Traceback" not in stderr
 
 

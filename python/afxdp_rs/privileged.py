@@ -32,11 +32,14 @@ import grp
 import json
 import os
 import socket
+import stat
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
-from afxdp_rs._afxdp import XdpProgram, XskSocket
-from afxdp_rs.errors import ConfigError, XdpOSError
+from afxdp_rs._afxdp import XdpProgram, XskSocket, interface_info
+from afxdp_rs.errors import BusyError, ConfigError, QueueError, XdpOSError
 from afxdp_rs.types import XdpMode
 
 __all__ = ["Handover", "Prepared", "prepare", "receive", "send_handover", "serve"]
@@ -66,6 +69,22 @@ def prepare(ifname: str, queues: int = 1, start_queue: int = 0, mode: XdpMode = 
     if queues < 1 or start_queue < 0:
         raise ConfigError(
             f"queues={queues}, start_queue={start_queue}: need queues >= 1 and start_queue >= 0"
+        )
+    have = interface_info(ifname).get("rx_queues")
+    if have is not None and start_queue + queues > have:
+        plural = "s" if have > 1 else ""
+        asked = (
+            f"queue {start_queue}"
+            if queues == 1
+            else f"queues {start_queue}..{start_queue + queues - 1}"
+        )
+        fit = (
+            f"ask for at most {have - start_queue} from queue {start_queue}"
+            if start_queue < have
+            else f"start at a queue below {have}"
+        )
+        raise QueueError(
+            f"{asked} of {ifname}: it has {have} rx queue{plural} (0..{have - 1}); {fit}"
         )
     program = XdpProgram(ifname, mode)
     sockets: list[socket.socket] = []
@@ -97,6 +116,39 @@ def send_handover(conn: socket.socket, prepared: Prepared) -> None:
     socket.send_fds(conn, [json.dumps(header).encode()], fds)
 
 
+def claim_socket_path(path: str) -> None:
+    """Makes sure a Unix socket can be created at `path` without destroying anything:
+    its directory exists, and nothing is there but a stale socket (nobody listens on
+    it: a leftover of a process that was killed), which is removed. Anything else at
+    the path is left alone: a file or directory (ConfigError), or a socket something
+    listens on (BusyError)."""
+    if not os.path.basename(path):
+        raise ConfigError(f"socket path {path!r} names no file: give a path like /run/afxdp.sock")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise ConfigError(
+            f"socket path {path!r}: directory {directory} does not exist; create it first"
+        )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ConfigError(
+            f"socket path {path!r} exists and is not a socket: choose another path "
+            "(nothing is deleted for you)"
+        )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # nobody listens: stale
+            return
+    raise BusyError(
+        f"socket path {path!r} is in use: something listens there; stop it or choose another path"
+    )
+
+
 def serve(
     path: str,
     ifname: str,
@@ -107,10 +159,16 @@ def serve(
     timeout: float | None = None,
     socket_mode: int = 0o600,
     socket_group: str | int | None = None,
-) -> None:
+    stopped: Callable[[], bool] | None = None,
+) -> bool:
     """Prepares the sockets, waits for one worker to connect on the Unix socket
-    ``path`` (created here, removed afterwards), hands everything over, and returns.
-    The program stays attached while the worker holds what it received.
+    ``path`` (created here, removed afterwards), hands everything over, and returns
+    True. The program stays attached while the worker holds what it received. With
+    ``stopped``, asked a few times a second while waiting: returns False, having handed
+    nothing over, once it answers true.
+
+    Nothing that is at ``path`` is replaced: only a stale socket (nobody listens) is
+    removed first; anything else fails (see :func:`claim_socket_path`).
 
     Whoever can connect to ``path`` gets the sockets: it is created with
     ``socket_mode`` (0600 by default: only this user, e.g. a worker that dropped its
@@ -128,16 +186,17 @@ def serve(
             raise ConfigError(
                 f"socket_group={socket_group!r}: no such group (see getent group)"
             ) from None
+    claim_socket_path(path)
     prepared = prepare(ifname, queues, start_queue, mode)
     try:
+        placed: os.stat_result | None = None
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-            if os.path.exists(path):
-                os.unlink(path)
             # Nobody else may connect before the permissions are set: bind inside a
-            # private (0700) directory next to the path, set them, then move the socket
-            # into place (no process-wide umask change, which other threads would see).
-            # It listens before it appears at the path: a worker that sees the path
-            # can connect at once.
+            # private (0700) directory next to the path, set them, then link the
+            # socket into place (no process-wide umask change, which other threads
+            # would see; a link never replaces what appeared there meanwhile). It
+            # listens before it appears at the path: a worker that sees the path can
+            # connect at once.
             private = tempfile.mkdtemp(prefix=".afxdp-", dir=os.path.dirname(path) or ".")
             try:
                 staged = os.path.join(private, "socket")
@@ -146,25 +205,50 @@ def serve(
                     os.chown(staged, -1, gid)
                 os.chmod(staged, socket_mode)
                 listener.listen(1)
-                os.rename(staged, path)
+                try:
+                    os.link(staged, path)
+                    placed = os.lstat(staged)
+                except FileExistsError:
+                    raise BusyError(
+                        f"socket path {path!r} was taken while the helper started: "
+                        "nothing is replaced; choose another path"
+                    ) from None
             finally:
                 if os.path.exists(os.path.join(private, "socket")):
                     os.unlink(os.path.join(private, "socket"))
                 os.rmdir(private)
             try:
-                listener.settimeout(timeout)
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    raise TimeoutError(
-                        f"no worker connected to {path} within {timeout} s"
-                    ) from None
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while True:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"no worker connected to {path} within {timeout} s")
+                    if stopped is not None and stopped():
+                        return False
+                    listener.settimeout(0.2 if left is None else min(left, 0.2))
+                    try:
+                        conn, _ = listener.accept()
+                        break
+                    except TimeoutError:
+                        continue
                 with conn:
+                    conn.settimeout(None)
                     send_handover(conn, prepared)
+                return True
             finally:
-                os.unlink(path)
+                _unlink_if_ours(path, placed)
     finally:
         prepared.close()
+
+
+def _unlink_if_ours(path: str, ours: os.stat_result | None) -> None:
+    """Removes `path` if it is still the socket file the helper put there."""
+    try:
+        here = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if ours is not None and (here.st_dev, here.st_ino) == (ours.st_dev, ours.st_ino):
+        os.unlink(path)
 
 
 @dataclasses.dataclass

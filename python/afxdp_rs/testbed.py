@@ -115,6 +115,10 @@ class VethTestbed:
     for the other end.
     """
 
+    #: How many ephemeral test beds this process has open now (the command line keeps
+    #: quiet about their veths' offloads, which its own test frames do not meet).
+    ephemeral_open = 0
+
     def __init__(
         self,
         *,
@@ -135,12 +139,15 @@ class VethTestbed:
         self.peer_mac = "02:00:00:00:00:02"
         self._home: int | None = None
         self._created = False
+        self._counted = False
 
     def __enter__(self) -> VethTestbed:
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
             if self.ephemeral:
                 _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+                VethTestbed.ephemeral_open += 1
+                self._counted = True
             else:
                 netns.create(self.name)
                 self._created = True
@@ -184,6 +191,9 @@ class VethTestbed:
             ipr.link("set", index=lo, state="up")
 
     def _teardown(self) -> None:
+        if self._counted:
+            self._counted = False
+            VethTestbed.ephemeral_open -= 1
         home, self._home = self._home, None
         if home is not None:
             try:

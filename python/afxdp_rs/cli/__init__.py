@@ -4,12 +4,13 @@ Every command that takes an interface also runs without one, on its own veth tes
 in a private network namespace (gone when the command exits), so each can be tried at
 once: ``afxdp capture -c 100 -w /tmp/x.pcap``.
 
-Exit codes: 0 done (also when stopped by Ctrl-C or SIGTERM, after printing what was
-done so far); 1 a failure, or a loss nothing accounts for (``verify``); 2 a usage
-error (a bad option, a file or interface that cannot be used); 130 stopped before
-anything was done (interrupted). A reader of standard output that goes away early
-ends a command with 0. Errors are one line on standard error; ``AFXDP_TRACEBACK=1`` adds
-the Python traceback of an unexpected one.
+Exit codes: 0 done (also when stopped by Ctrl-C or SIGTERM once the command's work
+began, after printing what was done so far, however little); 1 a failure, or a loss
+nothing accounts for (``verify``), or no privileges; 2 a usage error (a bad option, a
+file, path or interface that cannot be used); 130 stopped while still setting up. A
+reader of standard output that goes away early ends a command with 0. Errors and
+warnings are one line each on standard error, starting ``afxdp:``;
+``AFXDP_TRACEBACK=1`` adds the Python traceback of an unexpected error.
 """
 
 from __future__ import annotations
@@ -19,25 +20,47 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from types import FrameType
+from typing import Any, TextIO
 
 import click
 from rich.markup import escape
 
 from afxdp_rs.cli.bench import bench
-from afxdp_rs.cli.capture import capture, send_cmd
-from afxdp_rs.cli.common import err
+from afxdp_rs.cli.capture import capture
+from afxdp_rs.cli.common import ReaderGone, cli_words, err, warn
 from afxdp_rs.cli.forward import forward
 from afxdp_rs.cli.info import demo, helper, info
+from afxdp_rs.cli.send import send_cmd
 from afxdp_rs.cli.status import detach, status
 from afxdp_rs.cli.verify import verify
 from afxdp_rs.cli.vhost import vhost_user
-from afxdp_rs.errors import AfXdpError, ConfigError, InterfaceNotFoundError, QueueError
+from afxdp_rs.errors import (
+    AfXdpError,
+    AfXdpWarning,
+    BusyError,
+    ConfigError,
+    InterfaceNotFoundError,
+    QueueError,
+)
+from afxdp_rs.testbed import VethTestbed
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The group of commands: a reader of standard output that goes away ends any of
+    them cleanly (click would turn the broken pipe into exit 1 itself)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise ReaderGone() from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="afxdp_rs")
 def cli() -> None:
     """AF_XDP from the command line: inspect, capture, replay, forward, serve a VM.
@@ -68,18 +91,39 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print("[red]afxdp:[/]", escape(message), highlight=False)
+    err.print("[red]afxdp:[/]", escape(cli_words(message)), highlight=False)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as the command line prints them: one line of its own, in its words. On
+    its own test bed it keeps quiet about the veths' offloads (its test frames are not
+    TCP or UDP with partial checksums, which is what those warnings are about)."""
+    if issubclass(category, AfXdpWarning) and VethTestbed.ephemeral_open:
+        return
+    warn(str(message))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``afxdp`` and ``python -m afxdp_rs``; returns the exit code."""
-    if threading.current_thread() is not threading.main_thread():
-        return _main(argv)  # signals belong to the main thread (main() run by a test)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
-        return _main(argv)
+        if threading.current_thread() is not threading.main_thread():
+            return _main(argv)  # signals belong to the main thread (main() run by a test)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return _main(argv)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = shown
 
 
 def _main(argv: list[str] | None) -> int:
@@ -92,22 +136,22 @@ def _main(argv: list[str] | None) -> int:
         _fail(f"{e.format_message()} (see {where} --help)")
         return EXIT_USAGE
     except click.ClickException as e:
-        e.show()
+        _fail(e.format_message())
         return e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _fail("interrupted (Ctrl-C or SIGTERM)")
+        _fail("interrupted (Ctrl-C or SIGTERM) while setting up: nothing was done")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, ReaderGone):
         # The reader of standard output went away (`... -w - | tcpdump -c 10 -r -`):
         # it had what it wanted. Nothing more can be written there, also not at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except (ConfigError, QueueError, InterfaceNotFoundError) as e:
-        _fail(f"{type(e).__name__}: {e}")
+    except (ConfigError, QueueError, InterfaceNotFoundError, BusyError) as e:
+        _fail(str(e))
         return EXIT_USAGE
     except AfXdpError as e:
-        _fail(f"{type(e).__name__}: {e}")
+        _fail(str(e))
         return EXIT_FAILURE
     except OSError as e:
         # A file the user named (pcap to read or write, socket path): say which, why,

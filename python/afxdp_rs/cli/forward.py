@@ -14,12 +14,14 @@ from rich.table import Table
 from afxdp_rs._afxdp import Forwarder, interface_info
 from afxdp_rs.cli.common import (
     MODES,
+    Intervals,
     LinkNotices,
     QueuesParam,
     Stopping,
     bed_or_none,
     err,
     generate,
+    interval_option,
     json_option,
     link_stats,
     need_root,
@@ -102,6 +104,7 @@ def _forward_table(rows: list[dict[str, Any]], seconds: float) -> Table:
     is_flag=True,
     help="turn off the offloads that make packets arrive unfinished or too large",
 )
+@interval_option
 @json_option
 def forward(
     if_a: str | None,
@@ -114,6 +117,7 @@ def forward(
     bind: BindMode,
     no_checksums: bool,
     fix_offloads: bool,
+    interval: float,
     as_json: bool,
 ) -> None:
     """Forward every frame between IF_A and IF_B, both ways, without copying it (one
@@ -170,6 +174,7 @@ def forward(
             else None
         )
         links = LinkNotices()
+        ticks = Intervals(interval, as_json)
         # Signals stop the run, and are held through the accounting after it (a second
         # one interrupts at once).
         with Stopping() as stop:
@@ -181,6 +186,13 @@ def forward(
                     links.saw(r["from"], r["link_down"])
                 if live is not None:
                     live.update(_forward_table(rows, time.perf_counter() - start))
+                if ticks.due():
+                    ticks.emit(
+                        {
+                            "packets": sum(r["packets"] for r in rows),
+                            "bytes": sum(r["bytes"] for r in rows),
+                        }
+                    )
             seconds = time.perf_counter() - start
             if tb is not None:
                 # The test bed's traffic ends first; what it sent is forwarded (or
@@ -207,7 +219,8 @@ def forward(
         if as_json:
             print_json(
                 {"seconds": seconds, "packets": total, "directions": rows}
-                | ({"test_bed_received": arrived} if arrived is not None else {})
+                | ({"test_bed_received": arrived} if arrived is not None else {}),
+                lines=True,
             )
             return
         lines = [

@@ -14,6 +14,7 @@ from rich.table import Table
 from afxdp_rs._afxdp import interface_info
 from afxdp_rs.cli.common import (
     MODES,
+    Stopping,
     json_option,
     need_root,
     print_json,
@@ -152,14 +153,19 @@ def helper(
             f"{socket_mode!r} is not octal permission bits (e.g. 600 or 660)",
             param_hint="--socket-mode",
         ) from None
-    privileged.serve(
-        path,
-        ifname,
-        queues,
-        start_queue,
-        mode,
-        timeout=timeout,
-        socket_mode=bits,
-        socket_group=group,
-    )
-    click.echo(f"handed {queues} socket(s) of {ifname} over on {path}")
+    with Stopping() as stop:
+        handed = privileged.serve(
+            path,
+            ifname,
+            queues,
+            start_queue,
+            mode,
+            timeout=timeout,
+            socket_mode=bits,
+            socket_group=group,
+            stopped=lambda: stop.asked,
+        )
+    if handed:
+        click.echo(f"handed {queues} socket(s) of {ifname} over on {path}")
+    else:
+        click.echo(f"stopped: no worker connected to {path}; nothing was handed over")

@@ -15,10 +15,13 @@ from rich.table import Table
 from afxdp_rs._afxdp import VhostUser, interface_info
 from afxdp_rs.cli.common import (
     MODES,
+    Intervals,
+    ProgramWatch,
     QueuesParam,
     Stopping,
     bed_or_none,
     err,
+    interval_option,
     need_root,
     warn_unheard,
     warned,
@@ -130,6 +133,7 @@ def _summary(dev: VhostUser, t: dict[str, int], seconds: float) -> list[str]:
     is_flag=True,
     help="turn off the offloads that make packets arrive unfinished or too large",
 )
+@interval_option
 def vhost_user(
     ifname: str | None,
     path: Path,
@@ -143,6 +147,7 @@ def vhost_user(
     queue_size: str,
     duration: float | None,
     fix_offloads: bool,
+    interval: float,
 ) -> None:
     """Serve a virtio-net device to a VM (QEMU -netdev vhost-user) on the socket, its
     packets sent and received through AF_XDP sockets on IFNAME: one socket per queue
@@ -182,6 +187,7 @@ def vhost_user(
         }
         dev = warned(tb, lambda: VhostUser(name, path, **options))
         stack.callback(dev.stop)
+        program = ProgramWatch(name)
         stop = stack.enter_context(Stopping())
         where = f"queue{'s' if pairs > 1 else ''} {start_queue}"
         if pairs > 1:
@@ -199,6 +205,7 @@ def vhost_user(
             else None
         )
         seen = 0
+        ticks = Intervals(interval, as_json=False)
         while not stop.asked and (duration is None or time.monotonic() - start < duration):
             dev.wait_connected(0.25, connected=not dev.connected)
             for e in dev.events(seen):
@@ -206,7 +213,15 @@ def vhost_user(
                 seen += 1
             if not dev.running:
                 break  # stop() below raises what ended it
+            program.check()
             t = _totals(dev)
+            if ticks.due():
+                ticks.emit(
+                    {
+                        "packets": t["tx_packets"] + t["rx_packets"],
+                        "bytes": t["tx_bytes"] + t["rx_bytes"],
+                    }
+                )
             if live is not None:
                 live.update(_table(dev, t, time.monotonic() - start))
         seconds = time.monotonic() - start

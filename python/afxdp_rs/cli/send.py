@@ -1,0 +1,220 @@
+"""``afxdp send``: replay a capture file (pcap or pcapng) on an interface, as fast as it
+goes or paced as tcpreplay paces: packets/s, Mbit/s, or the recorded timing."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import time
+from collections.abc import Iterator
+
+import click
+
+from afxdp_rs._afxdp import XskSocket
+from afxdp_rs.cli.common import (
+    Intervals,
+    LinkNotices,
+    Rates,
+    Stopping,
+    UsageProblem,
+    bed_or_none,
+    interface_name,
+    interval_option,
+    json_option,
+    need_root,
+    pick_interface,
+    print_json,
+)
+from afxdp_rs.errors import LinkDownError
+from afxdp_rs.pcap import PcapReader
+
+BATCH = 64
+
+
+def _schedule(
+    records: list[tuple[float, bytes]],
+    rate: float | None,
+    mbps: float | None,
+    multiplier: float | None,
+) -> tuple[list[float], float] | None:
+    """When each packet of one pass is due (seconds from the pass's start), and how
+    long a pass lasts; None: as fast as possible."""
+    if rate is not None:
+        due = [k / rate for k in range(len(records))]
+        return due, len(records) / rate
+    if mbps is not None:
+        bits = list(itertools.accumulate((len(f) * 8 for _, f in records), initial=0))
+        due = [b / (mbps * 1e6) for b in bits[:-1]]
+        return due, bits[-1] / (mbps * 1e6)
+    if multiplier is not None:
+        first = records[0][0]
+        due = [max(0.0, ts - first) / multiplier for ts, _ in records]
+        # The next pass starts one average gap after the last packet of this one.
+        gap = due[-1] / (len(due) - 1) if len(due) > 1 else 0.0
+        return due, due[-1] + gap
+    return None
+
+
+def _paced(
+    frames: list[bytes], plan: tuple[list[float], float], loops: int, stop: Stopping
+) -> Iterator[list[bytes]]:
+    """The frames in chunks of those due now (at most BATCH), waiting for each chunk's
+    time; ends early when stopped."""
+    due, period = plan
+    start = time.monotonic()
+    for n in range(loops):
+        base = start + n * period
+        i = 0
+        while i < len(frames) and not stop.asked:
+            wait = base + due[i] - time.monotonic()
+            if wait > 0:
+                stop.sleep(wait)
+                continue
+            now = time.monotonic() - base
+            j = min(bisect.bisect_right(due, now, lo=i), i + BATCH)
+            yield frames[i : max(j, i + 1)]
+            i = max(j, i + 1)
+        if stop.asked:
+            return
+
+
+def _fast(frames: list[bytes], loops: int, stop: Stopping) -> Iterator[list[bytes]]:
+    for _ in range(loops):
+        for i in range(0, len(frames), BATCH):
+            if stop.asked:
+                return
+            yield frames[i : i + BATCH]
+
+
+@click.command(name="send")
+@click.argument("ifname", required=False)
+@click.option("-i", "--interface", "iface", help="the interface (or give it as the argument)")
+@click.option("--from", "source", required=True, help="pcap or pcapng file to replay (-: stdin)")
+@click.option(
+    "-r",
+    "-p",
+    "--rate",
+    "--pps",
+    "rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="packets per second",
+)
+@click.option(
+    "-M", "--mbps", type=click.FloatRange(min=0, min_open=True), help="megabits per second"
+)
+@click.option(
+    "-x",
+    "--multiplier",
+    type=click.FloatRange(min=0, min_open=True),
+    help="the recorded timing, this many times as fast (1: as recorded)",
+)
+@click.option("--timing", is_flag=True, help="the recorded timing (as -x 1)")
+@click.option("-l", "--loop", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="stop after SECONDS")
+@click.option("-q", "--queue", type=click.IntRange(min=0), default=0, show_default=True)
+@interval_option
+@json_option
+def send_cmd(
+    ifname: str | None,
+    iface: str | None,
+    source: str,
+    rate: float | None,
+    mbps: float | None,
+    multiplier: float | None,
+    timing: bool,
+    loop: int,
+    duration: float | None,
+    queue: int,
+    interval: float,
+    as_json: bool,
+) -> None:
+    """Replay the frames of a capture file on IFNAME, LOOP times: as fast as possible,
+    at RATE packets/s, at MBPS, or at the recorded timing (--timing, or -x to speed it
+    up or slow it down). Ctrl-C or SIGTERM stops within a second and prints what was
+    sent."""
+    need_root()
+    ifname, extra = pick_interface(iface, (ifname,) if ifname else ())
+    if extra:
+        raise click.UsageError(f"{extra[0]!r}: give the interface once (-i or the argument)")
+    if timing:
+        multiplier = multiplier or 1.0
+    if sum(x is not None for x in (rate, mbps, multiplier)) > 1:
+        raise click.UsageError("--rate, --mbps and --timing/-x pace in different ways: give one")
+    records = list(PcapReader(source).records())
+    if not records:
+        raise UsageProblem(f"{source} holds no packets: nothing to send")
+    frames = [f for _, f in records]
+    total = len(frames) * loop
+    plan = _schedule(records, rate, mbps, multiplier)
+    with bed_or_none(ifname) as tb:
+        name = interface_name(ifname, tb)
+        before = tb.link_stats(tb.peer) if tb is not None else {}
+        with XskSocket(name, queue, rx_size=0) as sock:
+            links = LinkNotices()
+            ticks = Intervals(interval, as_json)
+            deadline = None if duration is None else time.monotonic() + duration
+            with Rates(f"send {name}:{queue}") as rates, Stopping() as stop:
+                chunks = (
+                    _fast(frames, loop, stop) if plan is None else _paced(frames, plan, loop, stop)
+                )
+                for chunk in chunks:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    # All of the chunk, also when the link goes down on the way (send
+                    # then queues part of it, and the next call says why).
+                    while chunk and not stop.asked:
+                        try:
+                            n = sock.send(chunk, timeout=0.5)
+                            links.saw(name, False)
+                        except LinkDownError:
+                            links.saw(name, True)  # nothing more was queued: wait
+                            stop.sleep(0.1)
+                            continue
+                        rates.add(n, sum(len(f) for f in chunk[:n]))
+                        chunk = chunk[n:]
+                    if ticks.due():
+                        ticks.emit({"packets": rates.packets, "bytes": rates.bytes})
+                # What is queued leaves: waited for up to 5 s, 1 s once stopped.
+                limit = time.monotonic() + 5.0
+                while not sock.flush(timeout=0.1) and time.monotonic() < limit:
+                    if stop.asked:
+                        limit = min(limit, time.monotonic() + 1.0)
+                seconds = rates.seconds
+            stats = sock.statistics()
+        done = stats["tx_completed"]
+        achieved = done / max(seconds, 1e-9)
+        arrived = (
+            tb.link_stats(tb.peer)["rx_packets"] - before.get("rx_packets", 0)
+            if tb is not None
+            else None
+        )
+    if as_json:
+        print_json(
+            {
+                "source": source,
+                "interface": name,
+                "sent": done,
+                "queued": rates.packets,
+                "total": total,
+                "seconds": seconds,
+                "packets_per_second": achieved,
+                "rate_asked": rate,
+                "mbps_asked": mbps,
+                "multiplier": multiplier,
+                "peer_received": arrived,
+                "link_downs": sum(links.downs.values()),
+            },
+            lines=True,
+        )
+        return
+    msg = (
+        f"sent {done} of {total} packets from {source} on {name} in {seconds:.3g} s "
+        f"({achieved:,.0f} pkt/s)"
+    )
+    if rate is not None and achieved < 0.95 * rate and done == total:
+        msg += f"; asked for {rate:,.0f} pkt/s: this is as fast as it went"
+    if done < rates.packets:
+        msg += f"; {rates.packets - done} queued were not sent when it stopped"
+    if tb is not None:
+        msg += f"; {tb.peer} received {arrived}"
+    click.echo(msg + links.summary())
