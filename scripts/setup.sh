@@ -10,9 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # iputils-ping, ethtool and iperf3: the real-traffic tests and benchmarks put a kernel
-# stack on both ends. libxdp-dev: `cargo bench --bench rings` compiles the same ring loop
+# stack on both ends. tshark (with editcap): the command-line tests read and write pcapng
+# with Wireshark's tools. libxdp-dev: `cargo bench --bench rings` compiles the same ring loop
 # over libxdp's inline ring functions (xdp/xsk.h) to compare side by side.
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev iproute2 python3-venv tcpdump patchelf valgrind util-linux bpftool iputils-ping ethtool iperf3 libxdp-dev)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev iproute2 python3-venv tcpdump tshark patchelf valgrind util-linux bpftool iputils-ping ethtool iperf3 libxdp-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -43,8 +43,10 @@ def interface_info(ifname: str) -> dict[str, Any]:
 def xdp_status(ifname: str) -> dict[str, Any]:
     """What is attached to the interface's XDP hook: ``prog_id`` (0: nothing),
     ``name``, ``mode``, ``ours`` (afxdp_rs's program), ``link_id`` (the BPF link that
-    attaches it, None when attached through netlink) and ``holders``, the processes
-    holding that link as (pid, command) pairs."""
+    attaches it, None when attached through netlink), ``holders``, the processes
+    holding that link as (pid, command) pairs, and ``queues``: for afxdp_rs's program,
+    each rx queue a socket takes packets of (``queue``, ``takes``: the filter in
+    tcpdump's words, None for every packet; ``timestamps``)."""
 
 def detach_program(ifname: str) -> dict[str, Any]:
     """Removes afxdp_rs's XDP program from the interface and returns what was attached

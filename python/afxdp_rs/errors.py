@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AfXdpError",
     "AfXdpWarning",
+    "OffloadWarning",
     "AttachError",
     "BatchInUseError",
     "BatchReleasedError",
@@ -35,6 +36,11 @@ class AfXdpWarning(UserWarning):
     checksums, superpackets, an MTU larger than a frame). The message says what happens
     and gives the command that fixes it; ``fix_offloads=True`` applies it. Also in
     ``sock.warnings``."""
+
+
+class OffloadWarning(AfXdpWarning):
+    """An offload makes packets arrive unfinished or too large; ``fix_offloads=True``
+    (or the ethtool command the message names) turns it off."""
 
 
 class AfXdpError(Exception):

@@ -64,32 +64,37 @@ class _Sink:
         self.fd, self.path, self.own = fd, path, own
         self._buf = bytearray()
         self._records = 0  # records fully written out
-        self._pending: list[int] = []  # end offsets in _buf of the buffered records
+        # The buffered records: where each ends in _buf, and whether it is a packet.
+        self._pending: list[tuple[int, bool]] = []
         self._written = 0  # bytes written out
         self._seekable = own and os.path.isfile(path)
 
     def write(self, record: bytes, counts: bool = True) -> None:
         self._buf += record
-        self._pending.append(len(self._buf) if counts else -len(self._buf))
+        self._pending.append((len(self._buf), counts))
         if len(self._buf) >= 1 << 16:
             self.flush()
 
     def flush(self) -> None:
-        view = memoryview(self._buf)
         done = 0
-        try:
-            while done < len(view):
-                done += os.write(self.fd, view[done:])
-        except OSError as e:
-            self._written += done
-            if e.errno in (errno.ENOSPC, errno.EDQUOT) and self._seekable:
+        failure: OSError | None = None
+        with memoryview(self._buf) as view:
+            try:
+                while done < len(view):
+                    done += os.write(self.fd, view[done:])
+            except OSError as e:
+                failure = e
+        self._written += done
+        if failure is not None:
+            if failure.errno in (errno.ENOSPC, errno.EDQUOT) and self._seekable:
                 self._cut_back(done)
                 raise CaptureFileFull(self.path, self._records) from None
-            raise
-        finally:
-            view.release()
-        self._written += done
-        self._records += sum(1 for end in self._pending if end > 0)
+            # What was written is out; the rest stays for another try.
+            self._records += sum(1 for end, packet in self._pending if packet and end <= done)
+            self._pending = [(end - done, p) for end, p in self._pending if end > done]
+            del self._buf[:done]
+            raise failure
+        self._records += sum(1 for _, packet in self._pending if packet)
         self._buf.clear()
         self._pending.clear()
 
@@ -97,11 +102,11 @@ class _Sink:
         """`done` bytes of the buffer reached the file: keep the whole records among
         them, cut the rest off, forget the others."""
         whole = 0
-        for end in self._pending:
-            if abs(end) > done:
+        for end, packet in self._pending:
+            if end > done:
                 break
-            whole = abs(end)
-            self._records += end > 0
+            whole = end
+            self._records += packet
         os.ftruncate(self.fd, self._written - done + whole)
         self._written += whole - done
         self._buf.clear()

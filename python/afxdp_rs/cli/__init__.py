@@ -38,10 +38,10 @@ from afxdp_rs.cli.verify import verify
 from afxdp_rs.cli.vhost import vhost_user
 from afxdp_rs.errors import (
     AfXdpError,
-    AfXdpWarning,
     BusyError,
     ConfigError,
     InterfaceNotFoundError,
+    OffloadWarning,
     QueueError,
 )
 from afxdp_rs.testbed import VethTestbed
@@ -105,7 +105,7 @@ def _show_warning(
     """Warnings as the command line prints them: one line of its own, in its words. On
     its own test bed it keeps quiet about the veths' offloads (its test frames are not
     TCP or UDP with partial checksums, which is what those warnings are about)."""
-    if issubclass(category, AfXdpWarning) and VethTestbed.ephemeral_open:
+    if issubclass(category, OffloadWarning) and VethTestbed.ephemeral_open:
         return
     warn(str(message))
 

@@ -56,7 +56,8 @@ _CLI_WORDS = [
         re.compile(r"\(complete_checksums=True; a Forwarder does by default\)"),
         "(afxdp forward does by default; --no-checksums turns it off)",
     ),
-    (re.compile(r"\bbusy_poll\b(=True)?"), "busy polling (-B)"),
+    (re.compile(r"\bbusy_poll on\b"), "busy polling (-B) on"),
+    (re.compile(r"\bbusy_poll\b(=True)?"), "busy polling"),
 ]
 
 

@@ -23,6 +23,18 @@ def _rows(st: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("attached by", f"BPF link {st['link_id']}"))
         held = ", ".join(f"{comm} (pid {pid})" for pid, comm in st["holders"])
         rows.append(("held by", held or "nobody (a pinned link)"))
+    if st["ours"]:
+        for q in st["queues"]:
+            takes = (
+                f"packets matching {q['takes']}; the others go to the kernel stack"
+                if q["takes"]
+                else "every packet: none reaches the kernel stack"
+            )
+            rows.append(
+                (f"rx queue {q['queue']}", takes + (", timestamped" if q["timestamps"] else ""))
+            )
+        if not st["queues"]:
+            rows.append(("rx queues", "no socket takes any: all go to the kernel stack"))
     return rows
 
 
@@ -30,8 +42,9 @@ def _rows(st: dict[str, Any]) -> list[tuple[str, str]]:
 @click.argument("ifname")
 @json_option
 def status(ifname: str, as_json: bool) -> None:
-    """Which XDP program is attached to IFNAME, by which BPF link, and which processes
-    hold it (the ones whose AF_XDP sockets it feeds)."""
+    """Which XDP program is attached to IFNAME, by which BPF link, which processes hold
+    it (the ones whose AF_XDP sockets it feeds), and for afxdp_rs's program which rx
+    queues its sockets take packets of, and which packets."""
     need_root()
     st = xdp_status(ifname)
     if as_json:

@@ -123,6 +123,21 @@ pub(super) fn to_bytes(w: [u32; 4]) -> [u8; 16] {
 /// (CLOCK_MONOTONIC nanoseconds, 8 bytes) in its metadata, right before the packet.
 pub const STAMP: u32 = 1 << 0;
 
+/// `RuleTable::flags`: a socket is registered on the queue. The program does not read
+/// it (an entry without rules takes every packet, as no entry does); it tells
+/// `afxdp status` which queues are taken.
+pub const TAKEN: u32 = 1 << 1;
+
+/// What one rx queue's entry of `rules_map` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRules {
+    pub queue: u32,
+    /// [`STAMP`], [`TAKEN`].
+    pub flags: u32,
+    /// Empty: every packet of the queue.
+    pub rules: Vec<Rule>,
+}
+
 /// A queue's rules as the program's map holds them (`struct afxdp_rules`).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -163,6 +178,45 @@ impl RulesMap {
             .map_err(|e| Error::os(format!("setting the flow rules of queue {queue}"), e))
     }
 
+    /// Records that queue `queue` has a socket, leaving its rules as they are (none
+    /// yet: an entry that takes every packet).
+    pub fn mark_taken(&self, queue: u32) -> crate::error::Result<()> {
+        let mut table = RuleTable::empty();
+        let found = bpf::map_lookup(self.fd.as_fd(), &queue.to_ne_bytes(), table.as_bytes_mut())
+            .map_err(|e| Error::os(format!("reading the flow rules of queue {queue}"), e))?;
+        if found && table.flags & TAKEN != 0 {
+            return Ok(());
+        }
+        table.flags |= TAKEN;
+        bpf::map_update(self.fd.as_fd(), &queue.to_ne_bytes(), table.as_bytes())
+            .map_err(|e| Error::os(format!("setting the flow rules of queue {queue}"), e))
+    }
+
+    /// Every queue's entry, in queue order.
+    pub fn entries(&self) -> crate::error::Result<Vec<QueueRules>> {
+        let keys = bpf::map_keys_u32(self.fd.as_fd())
+            .map_err(|e| Error::os("listing the queues of the flow rules", e))?;
+        let mut out = Vec::new();
+        for queue in keys {
+            let mut table = RuleTable::empty();
+            let found =
+                bpf::map_lookup(self.fd.as_fd(), &queue.to_ne_bytes(), table.as_bytes_mut())
+                    .map_err(|e| {
+                        Error::os(format!("reading the flow rules of queue {queue}"), e)
+                    })?;
+            if found {
+                let n = (table.count as usize).min(MAX_RULES);
+                out.push(QueueRules {
+                    queue,
+                    flags: table.flags,
+                    rules: table.rules[..n].to_vec(),
+                });
+            }
+        }
+        out.sort_by_key(|q| q.queue);
+        Ok(out)
+    }
+
     /// Removes the rules of queue `queue` (a missing entry is fine).
     pub fn clear(&self, queue: u32) {
         let _ = bpf::map_delete(self.fd.as_fd(), &queue.to_ne_bytes());
@@ -176,6 +230,25 @@ impl AsFd for RulesMap {
 }
 
 impl RuleTable {
+    fn empty() -> Self {
+        RuleTable {
+            count: 0,
+            flags: 0,
+            rules: [Rule::default(); MAX_RULES],
+        }
+    }
+
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in as_bytes; any bytes are a valid RuleTable (integers only), so
+        // the kernel may write any value into them.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                (self as *mut RuleTable).cast::<u8>(),
+                std::mem::size_of::<RuleTable>(),
+            )
+        }
+    }
+
     fn as_bytes(&self) -> &[u8] {
         // SAFETY: RuleTable is repr(C) plain old data of u32, u16 and u8 fields laid out
         // without padding (checked by the layout test), so every byte is initialised.

@@ -30,7 +30,7 @@ pub(super) fn find_link(prog_id: u32, ifindex: u32) -> Option<(u32, OwnedFd)> {
 
 /// The maps of program `prog_id` (its XSKMAP and its rules), if it is afxdp_rs's
 /// default program of this version.
-fn default_program_maps(prog_id: u32) -> Option<(XskMap, RulesMap)> {
+pub(super) fn default_program_maps(prog_id: u32) -> Option<(XskMap, RulesMap)> {
     let prog = bpf::fd_by_id(Object::Prog, prog_id).ok()?;
     let info = bpf::prog_info(prog.as_fd()).ok()?;
     if info.name != PROGRAM_NAME || info.map_ids.len() != 2 {

@@ -275,26 +275,31 @@ impl XdpProgram {
         &self.ifname
     }
 
-    /// Routes packets of rx queue `queue` to `socket`.
+    /// Routes packets of rx queue `queue` to `socket`: those that match the rules
+    /// [`XdpProgram::set_rules`] set for it, or all. The queue's entry in the rules map
+    /// records that it is taken, for [`status`](status::status).
     pub fn register(&self, queue: u32, socket: BorrowedFd<'_>) -> Result<()> {
+        self.rules.mark_taken(queue)?;
         self.map.set(queue, socket)
     }
 
     /// Stops routing packets of `queue` to a socket (they go to the kernel stack).
     pub fn unregister(&self, queue: u32) {
-        self.map.clear(queue)
+        self.map.clear(queue);
+        self.rules.clear(queue);
     }
 
     /// Routes only the packets of `queue` that match one of `rules` to its socket
     /// (none: all of them); the others go to the kernel stack. With `stamp`, each
     /// packet carries the time it reached XDP in its metadata.
     pub fn set_rules(&self, queue: u32, rules: &[Rule], stamp: bool) -> Result<()> {
-        if rules.is_empty() && !stamp {
-            self.rules.clear(queue);
-            return Ok(());
-        }
-        let flags = if stamp { crate::flow::STAMP } else { 0 };
+        let flags = crate::flow::TAKEN | if stamp { crate::flow::STAMP } else { 0 };
         self.rules.set(queue, rules, flags)
+    }
+
+    /// What each taken rx queue's socket takes (from the rules map).
+    pub fn queues(&self) -> Result<Vec<crate::flow::QueueRules>> {
+        self.rules.entries()
     }
 
     /// Runs the program `repeat` times on `packet` as if it arrived on queue 0, in the

@@ -29,6 +29,41 @@ pub struct HookStatus {
     pub link_id: Option<u32>,
     /// The processes holding that link (pid, command): those using the program.
     pub holders: Vec<(u32, String)>,
+    /// For afxdp_rs's program: each rx queue a socket takes packets of, and which.
+    pub queues: Vec<QueueUse>,
+}
+
+/// What the socket on one rx queue takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUse {
+    pub queue: u32,
+    /// In tcpdump's words ("udp and dst port 53"); empty: every packet of the queue.
+    pub takes: String,
+    /// Each packet carries the time it reached XDP.
+    pub timestamps: bool,
+}
+
+/// The taken queues of afxdp_rs's program `prog_id` (empty for any other program, or
+/// one of an older version).
+fn queues(prog_id: u32) -> Vec<QueueUse> {
+    let Some((_, rules)) = super::join::default_program_maps(prog_id) else {
+        return Vec::new();
+    };
+    rules
+        .entries()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|q| q.flags & crate::flow::TAKEN != 0)
+        .map(|q| QueueUse {
+            queue: q.queue,
+            takes: if q.rules.is_empty() {
+                String::new()
+            } else {
+                crate::flow::describe(&q.rules)
+            },
+            timestamps: q.flags & crate::flow::STAMP != 0,
+        })
+        .collect()
 }
 
 /// What is attached to `ifname`'s XDP hook, by which link, held by which processes.
@@ -53,6 +88,11 @@ pub fn status(ifname: &str) -> Result<HookStatus> {
         mode: state.mode,
         ours: name.starts_with(PROGRAM_PREFIX),
         holders: link_id.map(bpf::link_holders).unwrap_or_default(),
+        queues: if name.starts_with(PROGRAM_PREFIX) {
+            queues(state.prog_id)
+        } else {
+            Vec::new()
+        },
         name,
         link_id,
     })

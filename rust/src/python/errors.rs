@@ -57,15 +57,22 @@ pub(super) fn config_err(msg: impl Into<String>) -> PyErr {
     ConfigError::new_err(msg.into())
 }
 
-/// Emits each message as an `afxdp_rs.AfXdpWarning` at the caller's line.
-pub(super) fn warn_all<'a>(
-    py: Python<'_>,
-    messages: impl IntoIterator<Item = &'a str>,
-) -> PyResult<()> {
-    let category = py.import("afxdp_rs.errors")?.getattr("AfXdpWarning")?;
-    for m in messages {
-        let text = std::ffi::CString::new(m.replace('\0', " ")).expect("no NUL left");
-        PyErr::warn(py, &category, &text, 1)?;
+/// Emits each advice as an `afxdp_rs.AfXdpWarning` at the caller's line: an
+/// `OffloadWarning` (its subclass) where turning offloads off fixes it.
+pub(super) fn warn_all(py: Python<'_>, advice: &[crate::socket::advice::Advice]) -> PyResult<()> {
+    let errors = py.import("afxdp_rs.errors")?;
+    let (general, offload) = (
+        errors.getattr("AfXdpWarning")?,
+        errors.getattr("OffloadWarning")?,
+    );
+    for a in advice {
+        let text = std::ffi::CString::new(a.message.replace('\0', " ")).expect("no NUL left");
+        let category = if a.features.is_empty() {
+            &general
+        } else {
+            &offload
+        };
+        PyErr::warn(py, category, &text, 1)?;
     }
     Ok(())
 }

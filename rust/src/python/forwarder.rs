@@ -95,7 +95,7 @@ impl PyForwarder {
             complete_checksums,
         };
         let fwd = py.detach(|| forwarder::Forwarder::start(if_a, if_b, &config))?;
-        warn_all(py, fwd.warnings().iter().map(|a| a.message.as_str()))?;
+        warn_all(py, fwd.warnings())?;
         Ok(PyForwarder {
             warnings: fwd.warnings().iter().map(|a| a.message.clone()).collect(),
             offload_changes: fwd.offload_changes().to_vec(),

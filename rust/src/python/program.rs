@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
 use super::args::{fd_arg, u32_arg};
 use super::core::lock;
@@ -166,12 +166,24 @@ fn hook_dict<'py>(
     d.set_item("link_id", st.link_id)?;
     let holders: Vec<(u32, String)> = st.holders.clone();
     d.set_item("holders", holders)?;
+    let queues = PyList::empty(py);
+    for q in &st.queues {
+        let e = PyDict::new(py);
+        e.set_item("queue", q.queue)?;
+        // None: every packet of the queue.
+        e.set_item("takes", (!q.takes.is_empty()).then_some(&q.takes))?;
+        e.set_item("timestamps", q.timestamps)?;
+        queues.append(e)?;
+    }
+    d.set_item("queues", queues)?;
     Ok(d)
 }
 
 /// What is attached to the interface's XDP hook: the program (id, name, mode, whether
-/// it is afxdp_rs's), the BPF link that attaches it and the processes holding that
-/// link (pid, command).
+/// it is afxdp_rs's), the BPF link that attaches it, the processes holding that link
+/// (pid, command), and for afxdp_rs's program the rx queues sockets take packets of
+/// (`queues`: queue, `takes` in tcpdump's words or None for every packet,
+/// `timestamps`).
 #[pyfunction]
 pub(super) fn xdp_status<'py>(py: Python<'py>, ifname: &str) -> PyResult<Bound<'py, PyDict>> {
     let st = py.detach(|| program::status::status(ifname))?;

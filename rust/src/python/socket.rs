@@ -208,7 +208,7 @@ impl PySocket {
                 .locked(|s| XskSocket::open_with(ifname, queue, config, fd, Some(s))),
             None => XskSocket::open_with(ifname, queue, config, fd, None),
         })?;
-        warn_all(py, sock.warnings().iter().map(|a| a.message.as_str()))?;
+        warn_all(py, sock.warnings())?;
         Ok(PySocket {
             warnings: sock.warnings().iter().map(|a| a.message.clone()).collect(),
             offload_changes: sock.offload_changes().to_vec(),

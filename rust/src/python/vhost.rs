@@ -120,7 +120,7 @@ impl PyVhostUser {
             mtu,
         };
         let dev = py.detach(|| VhostUser::start(interface, &config))?;
-        warn_all(py, dev.warnings().iter().map(|a| a.message.as_str()))?;
+        warn_all(py, dev.warnings())?;
         Ok(PyVhostUser {
             warnings: dev.warnings().iter().map(|a| a.message.clone()).collect(),
             offload_changes: dev.offload_changes().to_vec(),

@@ -156,12 +156,7 @@ impl Drop for Registration {
         }
         match &self.target {
             #[cfg(feature = "loader")]
-            Target::Program(p) => {
-                p.unregister(self.queue);
-                if !self.rules.is_empty() || self.stamp {
-                    let _ = p.set_rules(self.queue, &[], false);
-                }
-            }
+            Target::Program(p) => p.unregister(self.queue),
             Target::Map(m) => m.clear(self.queue),
             Target::None => {}
         }

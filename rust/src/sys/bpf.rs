@@ -8,8 +8,10 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -126,6 +128,55 @@ pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<(
     // SAFETY: BPF_MAP_UPDATE_ELEM takes ElemAttr; key and value point at live buffers
     // of the map's key and value sizes (checked above).
     unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+}
+
+/// Reads `key` of `map` into `value` (both exactly the map's key and value sizes);
+/// false when the map has no such key.
+pub fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    let info = map_info(map)?;
+    if key.len() != info.key_size as usize || value.len() != info.value_size as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: BPF_MAP_LOOKUP_ELEM takes ElemAttr; key points at a live buffer of the
+    // key size and value at a writable one of the value size (checked above).
+    match unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The 4-byte keys of a hash `map`, in the kernel's order.
+pub fn map_keys_u32(map: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut keys = Vec::new();
+    let mut next = 0u32;
+    loop {
+        let prev = keys.last().copied();
+        let mut attr = ElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            // No key: the first one.
+            key: prev.as_ref().map_or(0, |k| k as *const u32 as u64),
+            value: &mut next as *mut u32 as u64,
+            ..Default::default()
+        };
+        // SAFETY: BPF_MAP_GET_NEXT_KEY takes ElemAttr with `next_key` where the value
+        // pointer of the other commands is; key (when set) and next_key point at live
+        // 4-byte buffers, the key size of the maps this is used on.
+        match unsafe { bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) } {
+            Ok(_) => keys.push(next),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(keys),
+            Err(e) => return Err(e),
+        }
+        if keys.len() > 1 << 16 {
+            return Err(io::Error::other("map keys do not end"));
+        }
+    }
 }
 
 /// Deletes `key` (exactly the map's key size) of `map`.
