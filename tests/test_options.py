@@ -114,11 +114,18 @@ def test_start_queue_leaves_other_queues_to_the_stack(
 
 
 def test_open_queues_cleans_up_on_error(bed: VethTestbed) -> None:
-    with pytest.raises(afxdp_rs.QueueError, match="queue 4 does not exist.*4 queues"):
+    # A range past the interface's queues is refused before anything opens.
+    with pytest.raises(afxdp_rs.QueueError, match=r"queues 2\.\.4 of .*4 rx queues.*at most 2"):
         afxdp_rs.open_queues(bed.inner, queues=3, start_queue=2)
-    assert bed.xdp_state(bed.inner) == ("none", 0), "the sockets opened first were closed"
+    assert bed.xdp_state(bed.inner) == ("none", 0), "nothing was attached"
     with pytest.raises(afxdp_rs.ConfigError, match="queues=0"):
         afxdp_rs.open_queues(bed.inner, queues=0)
+    # A failure on the way (queue 3 is taken) closes the sockets opened before it.
+    with afxdp_rs.XskSocket(bed.inner, 3):
+        with pytest.raises(afxdp_rs.BusyError):
+            afxdp_rs.open_queues(bed.inner, queues=2, start_queue=2)
+        with afxdp_rs.XskSocket(bed.inner, 2) as again:
+            assert again.queue == 2, "queue 2's socket was closed"
 
 
 def test_shared_umem_frames_must_not_overlap(bed: VethTestbed) -> None:

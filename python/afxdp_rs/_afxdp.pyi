@@ -24,6 +24,7 @@ __all__ = [
     "interface_info",
     "xdp_status",
     "detach_program",
+    "queue_range",
     "__version__",
 ]
 
@@ -51,6 +52,15 @@ def xdp_status(ifname: str) -> dict[str, Any]:
 def detach_program(ifname: str) -> dict[str, Any]:
     """Removes afxdp_rs's XDP program from the interface and returns what was attached
     (as xdp_status). Any other program stays: ProgramAttachedError says whose it is."""
+
+def queue_range(ifname: str, queues: int = 1, start_queue: int = 0) -> list[int]:
+    """The queue ids ``start_queue .. start_queue + queues`` of the interface, checked
+    once for every user of a set of queues: at least one, no overflow, each a queue the
+    interface has (QueueError names the range and what fits)."""
+
+def _socket_defaults() -> dict[str, Any]:
+    """The defaults of the socket arguments, by name (the signatures are checked
+    against them)."""
 
 def _hide_tx_wakeups(hidden: bool) -> None:
     """For tests only: while `hidden`, every socket of the process skips the tx kicks

@@ -38,8 +38,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from afxdp_rs._afxdp import XdpProgram, XskSocket, interface_info
-from afxdp_rs.errors import BusyError, ConfigError, QueueError, XdpOSError
+from afxdp_rs._afxdp import XdpProgram, XskSocket, queue_range
+from afxdp_rs.errors import BusyError, ConfigError, XdpOSError
 from afxdp_rs.types import XdpMode
 
 __all__ = ["Handover", "Prepared", "prepare", "receive", "send_handover", "serve"]
@@ -66,30 +66,10 @@ class Prepared:
 def prepare(ifname: str, queues: int = 1, start_queue: int = 0, mode: XdpMode = "auto") -> Prepared:
     """Attaches the default program to ``ifname`` and creates one AF_XDP socket per
     queue, already in the program's XSKMAP (needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)."""
-    if queues < 1 or start_queue < 0:
-        raise ConfigError(
-            f"queues={queues}, start_queue={start_queue}: need queues >= 1 and start_queue >= 0"
-        )
-    have = interface_info(ifname).get("rx_queues")
-    if have is not None and start_queue + queues > have:
-        plural = "s" if have > 1 else ""
-        asked = (
-            f"queue {start_queue}"
-            if queues == 1
-            else f"queues {start_queue}..{start_queue + queues - 1}"
-        )
-        fit = (
-            f"ask for at most {have - start_queue} from queue {start_queue}"
-            if start_queue < have
-            else f"start at a queue below {have}"
-        )
-        raise QueueError(
-            f"{asked} of {ifname}: it has {have} rx queue{plural} (0..{have - 1}); {fit}"
-        )
+    ids = queue_range(ifname, queues, start_queue)
     program = XdpProgram(ifname, mode)
     sockets: list[socket.socket] = []
     try:
-        ids = list(range(start_queue, start_queue + queues))
         for q in ids:
             s = socket.socket(AF_XDP, socket.SOCK_RAW)
             sockets.append(s)

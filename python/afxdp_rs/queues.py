@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from afxdp_rs._afxdp import XskSocket
+from afxdp_rs._afxdp import XskSocket, queue_range
 from afxdp_rs.errors import ConfigError
 
 __all__ = ["open_queues"]
@@ -28,19 +28,15 @@ def open_queues(
     All sockets share one XDP program on the interface. ``options`` are passed to
     every :class:`XskSocket` (``mode``, ``bind``, ring sizes, ...).
 
-    If one socket cannot be opened, those already open are closed and the error is
-    raised.
+    The range is checked first, against the queues the interface has (QueueError
+    names what fits). If one socket cannot be opened, those already open are closed
+    and the error is raised.
     """
-    if not isinstance(queues, int) or queues < 1:
-        raise ConfigError(f"queues={queues!r}: open at least one queue (queues=1)")
-    if not isinstance(start_queue, int) or start_queue < 0:
-        raise ConfigError(f"start_queue={start_queue!r}: use a queue id >= 0")
     if not isinstance(frame_count, int) or frame_count < 1:
         raise ConfigError(f"frame_count={frame_count!r}: use at least one frame per queue")
     sockets: list[XskSocket] = []
     try:
-        for i in range(queues):
-            queue = start_queue + i
+        for i, queue in enumerate(queue_range(ifname, queues, start_queue)):
             if not shared_umem:
                 sockets.append(XskSocket(ifname, queue, frame_count=frame_count, **options))
             elif i == 0:

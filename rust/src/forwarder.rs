@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::socket::advice::Advice;
+use crate::socket::queues::{QueueRange, QueueSet, UmemPlan};
 use crate::socket::watch::LinkFlags;
 use crate::socket::{Forwarded, SocketConfig, StatsReader, XskSocket};
 use crate::sys::{self, XdpStatistics};
@@ -137,25 +138,31 @@ impl Forwarder {
                 ),
             ));
         }
+        // Each pair's UMEM holds both sockets' frames: the first side's socket has the
+        // lower half, the other side's (on the same UMEM) the upper half.
         let per_socket = config.socket.umem.frame_count;
         let mut socket = config.socket.clone();
         socket.complete_checksums = config.complete_checksums;
+        let range = QueueRange::on(a, config.start_queue, config.queues)?;
+        QueueRange::on(b, config.start_queue, config.queues)?;
+        let mut first = socket.clone();
+        first.umem.frame_count = per_socket.checked_mul(2).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("frame_count={per_socket} is too large: use at most 2**21"),
+            )
+        })?;
+        first.frames = Some((0, per_socket));
+        let side_a = QueueSet::open(a, range, &first, UmemPlan::PerQueue)?;
+        let mut second = socket;
+        second.frames = Some((per_socket, 2 * per_socket));
+        let side_b = QueueSet::open(b, range, &second, UmemPlan::Alongside(&side_a))?;
+        let mut warnings = side_a.warnings().clone();
+        warnings.merge(side_b.warnings());
+        let (sockets_a, _) = side_a.into_parts();
+        let (sockets_b, _) = side_b.into_parts();
         let mut sockets = Vec::new();
-        let (mut warnings, mut offload_changes) = (Vec::new(), Vec::new());
-        for i in 0..config.queues {
-            let queue = config.start_queue + i;
-            let mut first = socket.clone();
-            first.umem.frame_count = per_socket.checked_mul(2).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("frame_count={per_socket} is too large: use at most 2**21"),
-                )
-            })?;
-            first.frames = Some((0, per_socket));
-            let sa = XskSocket::open(a, queue, first)?;
-            let mut second = socket.clone();
-            second.frames = Some((per_socket, 2 * per_socket));
-            let sb = XskSocket::open_with(b, queue, second, None, Some(&sa))?;
+        for ((queue, sa), sb) in range.iter().zip(sockets_a).zip(sockets_b) {
             if sa.multi_buffer() != sb.multi_buffer() {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -164,14 +171,6 @@ impl Forwarder {
                          larger than a frame could not be sent on; set multi_buffer for both"
                     ),
                 ));
-            }
-            for s in [&sa, &sb] {
-                for w in s.warnings() {
-                    if !warnings.contains(w) {
-                        warnings.push(w.clone());
-                    }
-                }
-                offload_changes.extend(s.offload_changes().iter().cloned());
             }
             sockets.push((queue, sa, sb));
         }
@@ -199,8 +198,8 @@ impl Forwarder {
             names: [a.to_string(), b.to_string()],
             stop,
             pairs,
-            warnings,
-            offload_changes,
+            warnings: warnings.advice,
+            offload_changes: warnings.offload_changes,
             generation: sys::process_generation(),
         })
     }

@@ -7,13 +7,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::args::u32_arg;
+use super::config::SocketArgs;
 use super::core::{lock, watch_until};
 use super::errors::{warn_all, SocketClosedError};
+use super::stats::kernel_dict;
 use crate::forwarder::{self, ForwarderConfig};
-use crate::program::XdpMode;
-use crate::socket::{BindMode, SocketConfig, Steering};
-use crate::sys::XdpStatistics;
-use crate::umem::{frame_size_error, UmemConfig};
+use crate::socket::config::defaults;
 
 /// Forwards every frame between two interfaces, both ways, without copying it (one
 /// UMEM per queue pair), completing partial checksums on the way. It runs in Rust
@@ -32,17 +31,6 @@ pub struct PyForwarder {
     offload_changes: Vec<String>,
 }
 
-pub(super) fn kernel_dict<'py>(py: Python<'py>, k: &XdpStatistics) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("rx_dropped", k.rx_dropped)?;
-    d.set_item("rx_invalid_descs", k.rx_invalid_descs)?;
-    d.set_item("tx_invalid_descs", k.tx_invalid_descs)?;
-    d.set_item("rx_ring_full", k.rx_ring_full)?;
-    d.set_item("rx_fill_ring_empty_descs", k.rx_fill_ring_empty_descs)?;
-    d.set_item("tx_ring_empty_descs", k.tx_ring_empty_descs)?;
-    Ok(d)
-}
-
 impl PyForwarder {
     fn with<R>(&self, f: impl FnOnce(&mut forwarder::Forwarder) -> PyResult<R>) -> PyResult<R> {
         let mut guard = lock(&self.inner);
@@ -58,9 +46,12 @@ impl PyForwarder {
     #[new]
     #[pyo3(signature = (
         if_a, if_b, *, queues = 1, start_queue = 0, mode = "auto", bind = "auto",
-        frame_size = 4096, frame_count = 4096, batch = 64, complete_checksums = true,
-        fix_offloads = false
+        frame_size = defaults::FRAME_SIZE as i64, frame_count = defaults::FRAME_COUNT as i64,
+        batch = 64, complete_checksums = true, fix_offloads = false
     ))]
+    #[pyo3(
+        text_signature = r#"(if_a, if_b, *, queues=1, start_queue=0, mode="auto", bind="auto", frame_size=4096, frame_count=4096, batch=64, complete_checksums=True, fix_offloads=False)"#
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -76,19 +67,18 @@ impl PyForwarder {
         complete_checksums: bool,
         fix_offloads: bool,
     ) -> PyResult<Self> {
+        let socket = SocketArgs {
+            mode,
+            bind,
+            frame_size,
+            frame_count,
+            fix_offloads,
+            ..SocketArgs::default()
+        }
+        .convert()?
+        .config;
         let config = ForwarderConfig {
-            socket: SocketConfig {
-                umem: UmemConfig {
-                    frame_size: u32::try_from(frame_size)
-                        .map_err(|_| frame_size_error(frame_size))?,
-                    frame_count: u32_arg("frame_count", frame_count)?,
-                    headroom: 0,
-                },
-                bind: BindMode::parse(bind)?,
-                steering: Steering::DefaultProgram(XdpMode::parse(mode)?),
-                fix_offloads,
-                ..SocketConfig::default()
-            },
+            socket,
             queues: u32_arg("queues", queues)?,
             start_queue: u32_arg("start_queue", start_queue)?,
             batch: u32_arg("batch", batch)?,

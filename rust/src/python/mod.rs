@@ -4,12 +4,14 @@
 //!
 //! * `errors`: the core's errors as the exceptions of `afxdp_rs.errors`;
 //! * `args`: Python arguments checked and converted;
+//! * `config`: the one conversion of socket arguments into a `SocketConfig`;
 //! * `core`: the state a socket shares with its batches, locking and sliced waits;
 //! * `socket`: `XskSocket`: opening, receiving, the socket's state;
 //! * `send`: `XskSocket`'s sending side (send, send_packed, flush);
 //! * `batch`: `RxBatch`, `Frame` and `Segment`;
 //! * `buffer`: filling a Py_buffer, for every zero-copy view;
 //! * `vector`: the batch's arrays for numpy (offsets, lengths, the UMEM, fields);
+//! * `stats`: the kernel's counters of a socket as a dict;
 //! * `tools`: the test rig's methods of `XskSocket` (Rust loops, sequence_check);
 //! * `forwarder`: `Forwarder`, zero-copy forwarding between two interfaces;
 //! * `program`: `XdpProgram`, `interface_info`, `xdp_status` and `detach_program`;
@@ -18,12 +20,14 @@
 mod args;
 mod batch;
 mod buffer;
+mod config;
 mod core;
 mod errors;
 mod forwarder;
 mod program;
 mod send;
 mod socket;
+mod stats;
 mod tools;
 mod vector;
 mod vhost;
@@ -44,7 +48,12 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(program::interface_info, m)?)?;
     m.add_function(wrap_pyfunction!(program::xdp_status, m)?)?;
     m.add_function(wrap_pyfunction!(program::detach_program, m)?)?;
+    m.add_function(wrap_pyfunction!(program::queue_range, m)?)?;
     // A test hook: set as an attribute, so it stays out of the module's __all__.
+    m.setattr(
+        "_socket_defaults",
+        wrap_pyfunction!(config::socket_defaults, m)?,
+    )?;
     m.setattr(
         "_hide_tx_wakeups",
         wrap_pyfunction!(tools::_hide_tx_wakeups, m)?,

@@ -190,6 +190,25 @@ pub(super) fn xdp_status<'py>(py: Python<'py>, ifname: &str) -> PyResult<Bound<'
     hook_dict(py, &st)
 }
 
+/// The queue ids `start_queue .. start_queue + queues` of the interface, checked once
+/// for every user of a set of queues: at least one, no overflow, every one of them a
+/// queue the interface has (QueueError names the range and what fits).
+#[pyfunction]
+#[pyo3(signature = (ifname, queues = 1, start_queue = 0))]
+pub(super) fn queue_range(
+    py: Python<'_>,
+    ifname: &str,
+    queues: i64,
+    start_queue: i64,
+) -> PyResult<Vec<u32>> {
+    let (count, start) = (
+        u32_arg("queues", queues)?,
+        u32_arg("start_queue", start_queue)?,
+    );
+    let range = py.detach(|| crate::socket::queues::QueueRange::on(ifname, start, count))?;
+    Ok(range.iter().collect())
+}
+
 /// Removes afxdp_rs's XDP program from the interface (and nothing else: any other
 /// program raises ProgramAttachedError); returns what was attached.
 #[pyfunction]

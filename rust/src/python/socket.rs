@@ -8,24 +8,14 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::args::{fd_arg, multi_buffer_arg, raw_fd_arg, timeout_arg, u32_arg};
+use super::args::{timeout_arg, u32_arg};
 use super::batch::{Frame, RxBatch};
+use super::config::{match_arg, Opened, SocketArgs};
 use super::core::{lock, sliced_wait, Core};
 use super::errors::{config_err, warn_all, QueueError};
 use crate::error::Error;
-use crate::program::XdpMode;
-use crate::socket::{
-    BindMode, BusyPoll, MapSource, SocketConfig, Steering, SteeringOptions, XskSocket,
-};
-use crate::umem::{frame_size_error, UmemConfig};
-
-/// The rules of a `match` filter (None: all packets).
-fn match_arg(filter: Option<&str>) -> PyResult<Vec<crate::flow::Rule>> {
-    match filter {
-        None => Ok(Vec::new()),
-        Some(f) => crate::flow::parse(f).map_err(|e| config_err(format!("match={f:?}: {e}"))),
-    }
-}
+use crate::socket::config::defaults;
+use crate::socket::XskSocket;
 
 /// An AF_XDP socket on one queue of one interface.
 #[pyclass(frozen, module = "afxdp_rs._afxdp", name = "XskSocket")]
@@ -87,15 +77,20 @@ impl Drop for PySocket {
 impl PySocket {
     #[new]
     #[pyo3(signature = (
-        ifname, queue = 0, *, mode = "auto", bind = "auto", frame_size = 4096,
-        frame_count = 4096, headroom = 0, fill_size = 2048, comp_size = 2048,
-        rx_size = 2048, tx_size = 2048, need_wakeup = true, load_program = true,
-        inhibit = false, sock_fd = None, xsks_map_fd = None, xsks_map_path = None,
-        shared_umem = None, frames = None, hold_fds = None, complete_checksums = false,
-        fix_offloads = false, multi_buffer = None, r#match = None, timestamps = false,
-        busy_poll = false, busy_poll_usecs = 20, busy_poll_budget = 64, link_down = "wait"
+        ifname, queue = 0, *, mode = "auto", bind = "auto",
+        frame_size = defaults::FRAME_SIZE as i64, frame_count = defaults::FRAME_COUNT as i64,
+        headroom = defaults::HEADROOM as i64, fill_size = defaults::RING_SIZE as i64,
+        comp_size = defaults::RING_SIZE as i64, rx_size = defaults::RING_SIZE as i64,
+        tx_size = defaults::RING_SIZE as i64, need_wakeup = defaults::NEED_WAKEUP,
+        load_program = true, inhibit = false, sock_fd = None, xsks_map_fd = None,
+        xsks_map_path = None, shared_umem = None, frames = None, hold_fds = None,
+        complete_checksums = false, fix_offloads = false, multi_buffer = None,
+        r#match = None, timestamps = false, busy_poll = false,
+        busy_poll_usecs = defaults::BUSY_POLL_USECS as i64,
+        busy_poll_budget = defaults::BUSY_POLL_BUDGET as i64, link_down = "wait"
     ))]
-    // pyo3 writes the default of a raw identifier as `...`: spell the signature out.
+    // pyo3 writes the default of a raw identifier (and of a constant) as `...`: spell
+    // the signature out (tests/test_stubs.py checks it against socket_defaults()).
     #[pyo3(
         text_signature = r#"(ifname, queue=0, *, mode="auto", bind="auto", frame_size=4096, frame_count=4096, headroom=0, fill_size=2048, comp_size=2048, rx_size=2048, tx_size=2048, need_wakeup=True, load_program=True, inhibit=False, sock_fd=None, xsks_map_fd=None, xsks_map_path=None, shared_umem=None, frames=None, hold_fds=None, complete_checksums=False, fix_offloads=False, multi_buffer=None, match=None, timestamps=False, busy_poll=False, busy_poll_usecs=20, busy_poll_budget=64, link_down="wait")"#
     )]
@@ -147,60 +142,37 @@ impl PySocket {
                 "queue={queue} is not a queue id: use a non-negative integer (0 for the first queue)"
             ))
         })?;
-        let mut maps = Vec::new();
-        if let Some(fd) = xsks_map_fd {
-            maps.push(MapSource::Fd(raw_fd_arg("xsks_map_fd", fd)?));
-        }
-        if let Some(path) = xsks_map_path {
-            maps.push(MapSource::Path(path));
-        }
-        let steering = Steering::choose(&SteeringOptions {
+        let Opened {
+            config,
+            sock_fd: fd,
+        } = SocketArgs {
+            mode,
+            bind,
+            frame_size,
+            frame_count,
+            headroom,
+            fill_size,
+            comp_size,
+            rx_size,
+            tx_size,
+            need_wakeup,
             load_program,
             inhibit,
-            handed_over: sock_fd.is_some(),
-            maps: &maps,
-            mode: XdpMode::parse(mode)?,
-        })?;
-        let config = SocketConfig {
-            umem: UmemConfig {
-                frame_size: u32::try_from(frame_size).map_err(|_| frame_size_error(frame_size))?,
-                frame_count: u32_arg("frame_count", frame_count)?,
-                headroom: u32_arg("headroom", headroom)?,
-            },
-            fill_size: u32_arg("fill_size", fill_size)?,
-            comp_size: u32_arg("comp_size", comp_size)?,
-            rx_size: u32_arg("rx_size", rx_size)?,
-            tx_size: u32_arg("tx_size", tx_size)?,
-            bind: BindMode::parse(bind)?,
-            multi_buffer: multi_buffer
-                .map(multi_buffer_arg)
-                .transpose()?
-                .unwrap_or_default(),
-            need_wakeup,
-            steering,
-            rules: match_arg(r#match)?,
-            timestamps,
+            sock_fd,
+            xsks_map_fd,
+            xsks_map_path,
+            frames,
+            hold_fds,
             complete_checksums,
             fix_offloads,
-            frames: frames
-                .map(|(a, b)| Ok::<_, PyErr>((u32_arg("frames[0]", a)?, u32_arg("frames[1]", b)?)))
-                .transpose()?,
-            hold: hold_fds
-                .unwrap_or_default()
-                .into_iter()
-                .map(|fd| fd_arg("hold_fds", fd).map(Arc::new))
-                .collect::<PyResult<_>>()?,
-            busy_poll: if busy_poll {
-                Some(BusyPoll {
-                    usecs: u32_arg("busy_poll_usecs", busy_poll_usecs)?,
-                    budget: u32_arg("busy_poll_budget", busy_poll_budget)?,
-                })
-            } else {
-                None
-            },
-            ..SocketConfig::default()
-        };
-        let fd = sock_fd.map(|fd| fd_arg("sock_fd", fd)).transpose()?;
+            multi_buffer,
+            filter: r#match,
+            timestamps,
+            busy_poll,
+            busy_poll_usecs,
+            busy_poll_budget,
+        }
+        .convert()?;
         let owner = shared_umem.map(|o| o.get());
         let sock = py.detach(|| match owner {
             Some(o) => o

@@ -9,12 +9,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::args::u32_arg;
+use super::config::SocketArgs;
 use super::core::{lock, watch_until};
 use super::errors::{config_err, warn_all, SocketClosedError};
-use super::forwarder::kernel_dict;
-use crate::program::XdpMode;
-use crate::socket::{BindMode, SocketConfig, Steering};
-use crate::umem::{frame_size_error, UmemConfig};
+use super::stats::kernel_dict;
+use crate::socket::config::defaults;
 use crate::vhost::virtio_net::parse_mac;
 use crate::vhost::{VhostUser, VhostUserConfig};
 
@@ -68,9 +67,13 @@ impl PyVhostUser {
     #[new]
     #[pyo3(signature = (
         interface, socket_path, *, queues = 1, start_queue = 0, client = false,
-        mode = "auto", bind = "auto", frame_size = 4096, frame_count = 4096, mac = None,
-        queue_size = 1024, mtu = None, fix_offloads = false
+        mode = "auto", bind = "auto", frame_size = defaults::FRAME_SIZE as i64,
+        frame_count = defaults::FRAME_COUNT as i64, mac = None, queue_size = 1024, mtu = None,
+        fix_offloads = false
     ))]
+    #[pyo3(
+        text_signature = r#"(interface, socket_path, *, queues=1, start_queue=0, client=False, mode="auto", bind="auto", frame_size=4096, frame_count=4096, mac=None, queue_size=1024, mtu=None, fix_offloads=False)"#
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -94,19 +97,18 @@ impl PyVhostUser {
                 config_err(format!("mtu={m}: give a value from 68 to 65535, or None"))
             })?),
         };
+        let socket = SocketArgs {
+            mode,
+            bind,
+            frame_size,
+            frame_count,
+            fix_offloads,
+            ..SocketArgs::default()
+        }
+        .convert()?
+        .config;
         let config = VhostUserConfig {
-            socket: SocketConfig {
-                umem: UmemConfig {
-                    frame_size: u32::try_from(frame_size)
-                        .map_err(|_| frame_size_error(frame_size))?,
-                    frame_count: u32_arg("frame_count", frame_count)?,
-                    headroom: 0,
-                },
-                bind: BindMode::parse(bind)?,
-                steering: Steering::DefaultProgram(XdpMode::parse(mode)?),
-                fix_offloads,
-                ..SocketConfig::default()
-            },
+            socket,
             path: socket_path.clone(),
             client,
             queues: u32_arg("queues", queues)?,

@@ -13,6 +13,21 @@ use crate::program::XdpMode;
 use crate::umem::UmemConfig;
 use crate::xskmap::XskMap;
 
+/// The defaults of every socket setting, in one place: [`SocketConfig::default`], the
+/// UMEM's and busy polling's, and the Python signatures all take them from here (a
+/// test checks the written-out Python signature and stubs against them).
+pub mod defaults {
+    pub use crate::umem::{
+        DEFAULT_FRAME_COUNT as FRAME_COUNT, DEFAULT_FRAME_SIZE as FRAME_SIZE,
+        DEFAULT_HEADROOM as HEADROOM,
+    };
+    /// Each of the four rings.
+    pub const RING_SIZE: u32 = 2048;
+    pub const NEED_WAKEUP: bool = true;
+    pub const BUSY_POLL_USECS: u32 = 20;
+    pub const BUSY_POLL_BUDGET: u32 = 64;
+}
+
 /// How to bind: copy mode, zero-copy, or whatever the driver supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BindMode {
@@ -70,8 +85,8 @@ pub struct BusyPoll {
 impl Default for BusyPoll {
     fn default() -> Self {
         BusyPoll {
-            usecs: 20,
-            budget: 64,
+            usecs: defaults::BUSY_POLL_USECS,
+            budget: defaults::BUSY_POLL_BUDGET,
         }
     }
 }
@@ -248,13 +263,13 @@ impl Default for SocketConfig {
     fn default() -> Self {
         SocketConfig {
             umem: UmemConfig::default(),
-            fill_size: 2048,
-            comp_size: 2048,
-            rx_size: 2048,
-            tx_size: 2048,
+            fill_size: defaults::RING_SIZE,
+            comp_size: defaults::RING_SIZE,
+            rx_size: defaults::RING_SIZE,
+            tx_size: defaults::RING_SIZE,
             bind: BindMode::Auto,
             multi_buffer: MultiBuffer::Auto,
-            need_wakeup: true,
+            need_wakeup: defaults::NEED_WAKEUP,
             steering: Steering::default(),
             rules: Vec::new(),
             timestamps: false,

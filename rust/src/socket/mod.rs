@@ -25,6 +25,7 @@ mod forward;
 pub mod hooks;
 pub mod ledger;
 mod open;
+pub mod queues;
 mod rx;
 mod steer;
 mod tx;

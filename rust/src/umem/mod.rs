@@ -60,12 +60,17 @@ pub struct UmemConfig {
     pub headroom: u32,
 }
 
+/// The default frame size, frame count and headroom (see `socket::config::defaults`).
+pub const DEFAULT_FRAME_SIZE: u32 = 4096;
+pub const DEFAULT_FRAME_COUNT: u32 = 4096;
+pub const DEFAULT_HEADROOM: u32 = 0;
+
 impl Default for UmemConfig {
     fn default() -> Self {
         UmemConfig {
-            frame_size: 4096,
-            frame_count: 4096,
-            headroom: 0,
+            frame_size: DEFAULT_FRAME_SIZE,
+            frame_count: DEFAULT_FRAME_COUNT,
+            headroom: DEFAULT_HEADROOM,
         }
     }
 }

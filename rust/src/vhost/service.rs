@@ -26,7 +26,8 @@ use super::virtio_net::DEFAULT_MAX_QUEUE_SIZE;
 use super::xsk_port::XskPort;
 use crate::error::{Error, ErrorKind, Result};
 use crate::socket::advice::Advice;
-use crate::socket::{SocketConfig, StatsReader, XskSocket};
+use crate::socket::queues::{QueueRange, QueueSet, UmemPlan};
+use crate::socket::{SocketConfig, StatsReader};
 use crate::sys::{self, XdpStatistics};
 
 /// How a vhost-user device is set up.
@@ -250,17 +251,12 @@ impl VhostUser {
         }
         let mut socket = config.socket.clone();
         socket.complete_checksums = true;
+        let range = QueueRange::on(ifname, config.start_queue, config.queues)?;
+        let set = QueueSet::open(ifname, range, &socket, UmemPlan::PerQueue)?;
+        let (sockets, gathered) = set.into_parts();
+        let (warnings, offload_changes) = (gathered.advice, gathered.offload_changes);
         let (mut ports, mut readers) = (Vec::new(), Vec::new());
-        let (mut warnings, mut offload_changes) = (Vec::new(), Vec::new());
-        for i in 0..config.queues {
-            let queue = config.start_queue + i;
-            let s = XskSocket::open(ifname, queue, socket.clone())?;
-            for w in s.warnings() {
-                if !warnings.contains(w) {
-                    warnings.push(w.clone());
-                }
-            }
-            offload_changes.extend(s.offload_changes().iter().cloned());
+        for (queue, s) in range.iter().zip(sockets) {
             if let Some(m) = config.mtu {
                 let room = s.max_packet().saturating_sub(14);
                 if u32::from(m) > room {
