@@ -118,3 +118,28 @@ def test_busy_poll_without_cap_net_admin_is_refused(bed: VethTestbed) -> None:
     ).stdout
     assert out.startswith("PrivilegeError "), out
     assert "setting SO_PREFER_BUSY_POLL=1 needs CAP_NET_ADMIN" in out, out
+
+
+def test_a_busy_polling_forwarder_forwards_every_byte(bed: VethTestbed) -> None:
+    """Forwarder(busy_poll=True): each side's socket busy-polls (the options reach the
+    kernel and it says veth has no NAPI ID), an idle pair spins on the receive calls
+    instead of sleeping, and every frame arrives on the other side intact."""
+    bed.add_veth("bp0", "bp1")
+    with (
+        bed.packet_socket("bp1") as out,
+        afxdp_rs.Forwarder(bed.inner, "bp0", busy_poll=True, busy_poll_usecs=50) as fwd,
+    ):
+        assert any("busy_poll on" in w and "no effect" in w for w in fwd.warnings), fwd.warnings
+        out.settimeout(10.0)
+        frames = [bed.frame(i, 60 + i % 700) for i in range(300)]
+        with bed.packet_socket(bed.peer) as peer:
+            got: list[bytes] = []
+            for i in range(0, len(frames), 30):
+                for f in frames[i : i + 30]:
+                    peer.send(f)
+                while len(got) < i + 30:
+                    got.append(out.recv(4096))
+        assert got == frames
+        (there,) = [d for d in fwd.statistics() if d["from"] == bed.inner]
+        assert there["packets"] == 300
+        assert fwd.running

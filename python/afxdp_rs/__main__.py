@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from afxdp_rs.cli import main
+from afxdp_rs.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -406,7 +406,8 @@ class XdpProgram:
 
 @final
 class Forwarder:
-    """Forwards every frame between two interfaces, both ways, without copying it."""
+    """Forwards every frame between two interfaces, both ways, without copying it
+    (``busy_poll=True``: an idle thread busy-polls both devices instead of sleeping)."""
 
     interfaces: tuple[str, str]
     warnings: list[str]
@@ -425,6 +426,9 @@ class Forwarder:
         batch: int = 64,
         complete_checksums: bool = True,
         fix_offloads: bool = False,
+        busy_poll: bool = False,
+        busy_poll_usecs: int = 20,
+        busy_poll_budget: int = 64,
     ) -> Self: ...
     def statistics(self) -> list[dict[str, Any]]:
         """One dict per direction and queue: queue, from, to, packets, bytes, checksums

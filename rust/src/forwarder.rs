@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::socket::advice::Advice;
 use crate::socket::queues::{QueueRange, QueueSet, UmemPlan};
 use crate::socket::watch::LinkFlags;
-use crate::socket::{Forwarded, SocketConfig, StatsReader, XskSocket};
+use crate::socket::{Forwarded, SocketConfig, StatsReader, Wait, XskSocket};
 use crate::sys::{self, XdpStatistics};
 
 /// How a forwarder is set up.
@@ -113,8 +113,8 @@ pub struct Forwarder {
 /// How long a pair with a side whose link is down waits before it looks again.
 const DOWN_PAUSE: Duration = Duration::from_millis(10);
 
-/// How long an idle pair waits in poll(2) before it looks at the stop flag again.
-const IDLE_POLL_MS: i32 = 100;
+/// How long an idle pair waits before it looks at the stop flag again.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 impl Forwarder {
     /// Opens every socket (in the calling thread's network namespace), then starts one
@@ -286,7 +286,10 @@ impl Drop for Forwarder {
     }
 }
 
-/// One queue pair: frames from each side to the other until `stop`.
+/// One queue pair: frames from each side to the other until `stop`. Idle, it waits
+/// for either side as [`Wait`] says: in poll(2), or busy-polling where the sockets
+/// were opened with busy polling (the forwarding itself makes the receive calls in
+/// which the kernel polls the devices).
 fn run_pair(
     mut a: XskSocket,
     mut b: XskSocket,
@@ -295,12 +298,18 @@ fn run_pair(
     stop: &AtomicBool,
     counts: &[Counts; 2],
 ) -> Result<()> {
-    while !stop.load(Ordering::Relaxed) {
-        let ab = a.forward_to(&mut b, batch, csum)?;
-        let ba = b.forward_to(&mut a, batch, csum)?;
+    let wait = Wait::for_socket(a.config().busy_poll.or(b.config().busy_poll));
+    let (wa, wb) = (a.watch(), b.watch());
+    let forward = |a: &mut XskSocket, b: &mut XskSocket| -> Result<u32> {
+        let ab = a.forward_to(b, batch, csum)?;
+        let ba = b.forward_to(a, batch, csum)?;
         counts[0].add(&ab);
         counts[1].add(&ba);
-        if ab.packets == 0 && ba.packets == 0 && (a.link_down() || b.link_down()) {
+        Ok(ab.packets + ba.packets)
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let moved = forward(&mut a, &mut b)?;
+        if moved == 0 && (a.link_down() || b.link_down()) {
             // A side is down: packets for it wait in the other side's rx ring (whose
             // fd is then always readable, so polling would spin); look at the links
             // again after a pause.
@@ -310,14 +319,14 @@ fn run_pair(
             // What waited on a tx ring while its link was down leaves once it is up.
             a.kick_tx()?;
             b.kick_tx()?;
-        } else if ab.packets == 0 && ba.packets == 0 {
+        } else if moved == 0 {
             // Nothing moved: wait for either side, bounded so that stop is seen.
-            let ready = sys::xsk::poll_any(&[a.fd(), b.fd()], libc::POLLIN, IDLE_POLL_MS)
-                .map_err(|e| Error::os("poll on the forwarding sockets", e))?;
-            if !ready {
-                a.poll(libc::POLLIN, Some(Duration::ZERO))?;
-                b.poll(libc::POLLIN, Some(Duration::ZERO))?;
-            }
+            wait.slice_any(
+                &[&wa, &wb],
+                IDLE_WAIT,
+                || stop.load(Ordering::Relaxed),
+                || Ok((forward(&mut a, &mut b)? > 0).then_some(())),
+            )?;
         }
     }
     Ok(())

@@ -110,20 +110,29 @@ def _show_warning(
     warn(str(message))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``afxdp`` and ``python -m afxdp_rs``; returns the exit code."""
+def main(argv: list[str] | None = None, *, program: bool = False) -> int:
+    """Runs a command and returns the exit code. `program`: this is the ``afxdp``
+    process itself, about to exit: a signal that comes after the command is done (the
+    same Ctrl-C or SIGTERM again) is ignored instead of changing the exit status."""
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
         if threading.current_thread() is not threading.main_thread():
             return _main(argv)  # signals belong to the main thread (main() run by a test)
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return _main(argv)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, signal.SIG_IGN if program else handler)
     finally:
         warnings.showwarning = shown
+
+
+def entry() -> None:
+    """The ``afxdp`` program (and ``python -m afxdp_rs``)."""
+    sys.exit(main(program=True))
 
 
 def _main(argv: list[str] | None) -> int:

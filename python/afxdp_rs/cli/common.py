@@ -376,6 +376,10 @@ class Stopping:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.asked:
+            # Stopping: the same signal coming again while the command prints its
+            # summary changes nothing either (main() restores the handlers at its end).
+            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

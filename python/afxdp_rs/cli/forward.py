@@ -95,6 +95,12 @@ def _forward_table(rows: list[dict[str, Any]], seconds: float) -> Table:
     "--bind", type=click.Choice(["auto", "copy", "zerocopy"]), default="auto", show_default=True
 )
 @click.option(
+    "-B",
+    "--busy-poll",
+    is_flag=True,
+    help="an idle queue pair busy-polls both devices instead of sleeping (needs a NAPI ID)",
+)
+@click.option(
     "--no-checksums",
     is_flag=True,
     help="leave partial checksums (from senders that offload them) unfinished",
@@ -115,6 +121,7 @@ def forward(
     duration: float | None,
     mode: XdpMode,
     bind: BindMode,
+    busy_poll: bool,
     no_checksums: bool,
     fix_offloads: bool,
     interval: float,
@@ -157,6 +164,7 @@ def forward(
                 bind=bind,
                 complete_checksums=not no_checksums,
                 fix_offloads=fix_offloads,
+                busy_poll=busy_poll,
             ),
         )
         stack.callback(fwd.stop)

@@ -16,7 +16,8 @@ use crate::socket::config::defaults;
 
 /// Forwards every frame between two interfaces, both ways, without copying it (one
 /// UMEM per queue pair), completing partial checksums on the way. It runs in Rust
-/// threads, one per queue pair, from construction until `stop()`.
+/// threads, one per queue pair, from construction until `stop()`; with `busy_poll`,
+/// an idle thread busy-polls both devices instead of sleeping in poll(2).
 #[pyclass(frozen, module = "afxdp_rs._afxdp", name = "Forwarder")]
 pub struct PyForwarder {
     inner: Mutex<Option<forwarder::Forwarder>>,
@@ -47,10 +48,12 @@ impl PyForwarder {
     #[pyo3(signature = (
         if_a, if_b, *, queues = 1, start_queue = 0, mode = "auto", bind = "auto",
         frame_size = defaults::FRAME_SIZE as i64, frame_count = defaults::FRAME_COUNT as i64,
-        batch = 64, complete_checksums = true, fix_offloads = false
+        batch = 64, complete_checksums = true, fix_offloads = false, busy_poll = false,
+        busy_poll_usecs = defaults::BUSY_POLL_USECS as i64,
+        busy_poll_budget = defaults::BUSY_POLL_BUDGET as i64
     ))]
     #[pyo3(
-        text_signature = r#"(if_a, if_b, *, queues=1, start_queue=0, mode="auto", bind="auto", frame_size=4096, frame_count=4096, batch=64, complete_checksums=True, fix_offloads=False)"#
+        text_signature = r#"(if_a, if_b, *, queues=1, start_queue=0, mode="auto", bind="auto", frame_size=4096, frame_count=4096, batch=64, complete_checksums=True, fix_offloads=False, busy_poll=False, busy_poll_usecs=20, busy_poll_budget=64)"#
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -66,6 +69,9 @@ impl PyForwarder {
         batch: i64,
         complete_checksums: bool,
         fix_offloads: bool,
+        busy_poll: bool,
+        busy_poll_usecs: i64,
+        busy_poll_budget: i64,
     ) -> PyResult<Self> {
         let socket = SocketArgs {
             mode,
@@ -73,6 +79,9 @@ impl PyForwarder {
             frame_size,
             frame_count,
             fix_offloads,
+            busy_poll,
+            busy_poll_usecs,
+            busy_poll_budget,
             ..SocketArgs::default()
         }
         .convert()?

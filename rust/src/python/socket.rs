@@ -3,7 +3,6 @@
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -15,7 +14,7 @@ use super::core::{lock, sliced_wait, Core};
 use super::errors::{config_err, warn_all, QueueError};
 use crate::error::Error;
 use crate::socket::config::defaults;
-use crate::socket::XskSocket;
+use crate::socket::{OnLinkDown, Wait, XskSocket};
 
 /// An AF_XDP socket on one queue of one interface.
 #[pyclass(frozen, module = "afxdp_rs._afxdp", name = "XskSocket")]
@@ -230,7 +229,6 @@ impl PySocket {
             let got = s.recv(max, &mut frames)?;
             Ok((max, got, s.watch(), frames))
         });
-        let looked = fast.is_some();
         let (max, got, watch, mut frames) = match fast {
             Some(r) => r?,
             None => {
@@ -243,67 +241,46 @@ impl PySocket {
                 (max, 0, watch, frames)
             }
         };
-        let raise_down = self.raise_link_down;
-        let link_error = || crate::socket::errors::link_down(&self.ifname, self.queue, "receiving");
+        let wait = Wait {
+            busy_poll: self.busy_poll,
+            on_link_down: if self.raise_link_down {
+                OnLinkDown::Raise
+            } else {
+                OnLinkDown::Wait
+            },
+            linger,
+        };
         // The flag may be stale (a kick is made only when the kernel asks): ask the
         // kernel before raising; a removed interface raises its own error.
         if got == 0
-            && raise_down
+            && wait.on_link_down == OnLinkDown::Raise
             && watch.link().is_down()
             && !self.with_socket(py, |s| s.link_up())?
         {
             self.core.give_back(frames);
-            return Err(link_error().into());
+            return Err(watch.link_down_error("receiving").into());
         }
         if got == max || (got > 0 && linger.is_zero()) || timeout.is_some_and(|t| t.is_zero()) {
             return Ok(RxBatch::new(Arc::clone(&self.core), frames));
         }
         // Wait with the socket unlocked, so other threads can send meanwhile; take
-        // what came with it locked.
+        // what came with it locked. Sliced, so that Ctrl-C is seen.
         let got = if got > 0 {
             Some(())
         } else {
-            let mut skip = looked;
             sliced_wait(py, timeout, |slice| {
-                // When the fast path just found the ring empty, wait before looking
-                // again.
-                if !std::mem::take(&mut skip) && self.core.locked(|s| s.recv(max, &mut frames))? > 0
-                {
-                    return Ok(Some(()));
-                }
-                if self.busy_poll && !watch.link().is_down() {
-                    // Busy polling: each recv that finds the ring empty makes the
-                    // system call in which the kernel polls the device; sleeping
-                    // would leave the packets to the gro_flush_timeout timer. (While
-                    // the link is down, the plain wait below looks at it instead.)
-                    let until = Instant::now() + slice;
-                    while Instant::now() < until && !watch.link().is_down() {
-                        if self.core.locked(|s| s.recv(max, &mut frames))? > 0 {
-                            return Ok(Some(()));
-                        }
-                        if self.core.is_closed() {
-                            return Ok(None);
-                        }
-                        // Let a thread waiting for the socket (send, close) take it.
-                        std::thread::yield_now();
-                    }
-                    // What a plain wait would notice: the program detached.
-                    watch.check_program()?;
-                    return Ok(None);
-                }
-                // A down link is a state: the wait returns no packets until it is up
-                // (or raises, on a socket opened with link_down="raise").
-                watch.wait(libc::POLLIN, Some(slice))?;
-                if self.core.locked(|s| s.recv(max, &mut frames))? > 0 {
-                    return Ok(Some(()));
-                }
-                if raise_down && watch.link().is_down() {
-                    return Err(link_error());
-                }
-                Ok(None)
+                wait.slice(
+                    &watch,
+                    slice,
+                    || self.core.is_closed(),
+                    || {
+                        let n = self.core.locked(|s| s.recv(max, &mut frames))?;
+                        Ok((n > 0).then_some(()))
+                    },
+                )
             })?
         };
-        if got.is_some() && (frames.len() as u32) < max && !linger.is_zero() {
+        if got.is_some() && wait.lingers(frames.len() as u32, max) {
             // Let more packets gather before handing out the batch: fewer wakeups (and
             // less CPU) per packet, at the cost of up to `linger` of latency.
             py.detach(|| std::thread::sleep(linger));

@@ -29,6 +29,7 @@ pub mod queues;
 mod rx;
 mod steer;
 mod tx;
+pub mod wait;
 pub mod watch;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -40,6 +41,7 @@ pub use config::{
 pub use forward::Forwarded;
 pub use ledger::FrameCounts;
 pub use tx::{SendStep, REKICK_AFTER};
+pub use wait::{OnLinkDown, Wait};
 pub use watch::{Backoff, Watch};
 
 use crate::error::{Error, Result};

@@ -90,6 +90,16 @@ impl Watch {
         &self.link
     }
 
+    /// The socket's descriptor, to wait on it with others.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The error of a socket whose link is down, for `what` it was doing.
+    pub fn link_down_error(&self, what: &str) -> Error {
+        errors::link_down(&self.ifname, self.queue, what)
+    }
+
     /// What a kick's answer means (`what`: the kick, for the error). Taken: the link is
     /// up. ENETDOWN: the link is down, a state recorded here, not a failure (what is
     /// on the rings stays there and goes once it is up; sends are refused meanwhile).

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Clock, LoopStats, Stop};
 use crate::error::Result;
-use crate::socket::XskSocket;
+use crate::socket::{Wait, XskSocket};
 
 /// How long a poll-mode loop waits at most before looking at the clock again.
 const POLL_SLICE: Duration = Duration::from_millis(50);
@@ -30,11 +30,16 @@ fn paced(
     stop: &mut impl Stop,
     mut step: impl FnMut(&mut XskSocket) -> Result<u32>,
 ) -> Result<()> {
+    let wait = Wait::for_socket(sock.config().busy_poll);
+    let watch = sock.watch();
     while !clock.done(stop) {
         let n = step(sock)?;
         if n == 0 && pace.poll {
-            sock.poll(libc::POLLIN, Some(POLL_SLICE))?;
+            // Sleep in poll(2) (or busy-poll, on a busy-polling socket) until packets
+            // come; the next step takes them.
+            wait.slice(&watch, POLL_SLICE, || false, || Ok(Some(())))?;
         } else if n < pace.batch && !pace.linger.is_zero() {
+            // Let more gather (also after an empty look, when spinning).
             std::thread::sleep(pace.linger);
         }
     }
