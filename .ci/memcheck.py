@@ -9,6 +9,7 @@ import threading
 from array import array
 
 import afxdp_rs
+from afxdp_rs import tools
 from afxdp_rs.testbed import VethTestbed
 
 with VethTestbed(ephemeral=True) as tb, tb.packet_socket(tb.peer) as peer:
@@ -65,11 +66,18 @@ with VethTestbed(ephemeral=True) as tb, tb.packet_socket(tb.peer) as peer:
     # threads. Its 600 s are only a bound: stop_loop ends it, and it must still be
     # running when the check ends (a loop that ran out while packets were in flight
     # left them in its rx ring: that was the memcheck failure of the past).
-    t = threading.Thread(target=fwd_sock.rust_l2fwd, args=(600.0,), kwargs={"poll": True})
+    t = threading.Thread(
+        target=tools.l2fwd,
+        args=(
+            fwd_sock,
+            600.0,
+        ),
+        kwargs={"poll": True},
+    )
     t.start()
-    r = seq_sock.sequence_check(tb.frame(0, 100, to_inner=False), 500, window=32, quiet=5.0)
+    r = tools.sequence_check(seq_sock, tb.frame(0, 100, to_inner=False), 500, window=32, quiet=5.0)
     forwarding = t.is_alive()
-    fwd_sock.stop_loop()
+    tools.stop_loop(fwd_sock)
     t.join()
     st = {n: s.statistics() for n, s in (("fwd", fwd_sock), ("seq", seq_sock))}
     links = {i: tb.link_stats(i) for i in (tb.inner, tb.peer)}

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from guest import Guest, build_image  # noqa: E402
 
 import afxdp_rs  # noqa: E402
+from afxdp_rs import tools  # noqa: E402
 from afxdp_rs.testbed import VethTestbed  # noqa: E402
 from afxdp_rs.vhost import VhostUser, qemu_args  # noqa: E402
 
@@ -97,7 +98,7 @@ def wire_to_guest(g: Guest, host_if: str, seconds: float) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with afxdp_rs.XskSocket(host_if, 0, rx_size=0, mode="skb") as s:
-            r = s.rust_txonly(frame, seconds)
+            r = tools.txonly(s, frame, seconds)
     time.sleep(0.5)
     got = guest_count(g, "rx_packets") - before
     cpu = worker_cpu_seconds() - cpu

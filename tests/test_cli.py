@@ -16,6 +16,7 @@ import pytest
 from conftest import wait_ready
 
 import afxdp_rs
+from afxdp_rs import tools
 from afxdp_rs.cli import main
 from afxdp_rs.pcap import PcapReader, PcapWriter
 from afxdp_rs.testbed import VethTestbed
@@ -238,12 +239,18 @@ def test_verify_through_a_forwarder_on_an_interface(
     import afxdp_rs
 
     with afxdp_rs.XskSocket(bed.peer, 0) as fwd:
-        t = threading.Thread(target=fwd.rust_l2fwd, args=(60.0,))
+        t = threading.Thread(
+            target=tools.l2fwd,
+            args=(
+                fwd,
+                60.0,
+            ),
+        )
         t.start()
         try:
             main(["verify", bed.inner, "-c", "20000", "--window", "256"])
         finally:
-            fwd.stop_loop()
+            tools.stop_loop(fwd)
             t.join()
     out = capsys.readouterr().out
     assert re.search(r"^\s*20,000\s+20,000\s+0\s+0\s+0\s", out, re.M), out

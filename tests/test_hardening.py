@@ -9,6 +9,7 @@ as CI does; otherwise 150 cycles."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import pytest
 from conftest import require_tool
 
 import afxdp_rs
+from afxdp_rs import tools
 from afxdp_rs.testbed import VethTestbed
 
 pytestmark = pytest.mark.kernel
@@ -170,9 +172,10 @@ def test_program_detached_by_someone_else_is_reported(bed: VethTestbed) -> None:
 CHILD_L2FWD = """
 import sys
 import afxdp_rs
+from afxdp_rs import tools
 sock = afxdp_rs.XskSocket(sys.argv[1], 0)
 print("ready", flush=True)
-sock.rust_l2fwd(3600.0)
+tools.l2fwd(sock, 3600.0)
 """
 
 
@@ -235,9 +238,9 @@ def test_rust_loops_end_on_stop_close_and_ctrl_c(bed: VethTestbed) -> None:
     another thread, on close() from another thread, and on Ctrl-C (SIGINT) in the
     main thread (the signal's handler raises once the loop has cleaned up)."""
     with afxdp_rs.XskSocket(bed.inner, 0) as sock:
-        threading.Timer(0.2, sock.stop_loop).start()
+        threading.Timer(0.2, functools.partial(tools.stop_loop, sock)).start()
         started = time.monotonic()
-        result = sock.rust_rxdrop(3600.0)
+        result = tools.rxdrop(sock, 3600.0)
         assert time.monotonic() - started < EARLY
         assert result["seconds"] < EARLY
         assert not sock.closed, "stop_loop leaves the socket open"
@@ -256,7 +259,7 @@ def test_rust_loops_end_on_stop_close_and_ctrl_c(bed: VethTestbed) -> None:
                 # Started inside the block: should the signal come before the loop
                 # does, its exception is raised here all the same.
                 threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
-                sock.rust_l2fwd(3600.0)
+                tools.l2fwd(sock, 3600.0)
             assert time.monotonic() - started < EARLY
             assert sock.statistics()["tx_outstanding"] == 0, "the loop cleaned up"
     finally:
@@ -266,7 +269,7 @@ def test_rust_loops_end_on_stop_close_and_ctrl_c(bed: VethTestbed) -> None:
     closer = threading.Timer(0.2, sock.close)
     closer.start()
     started = time.monotonic()
-    sock.rust_rxdrop(3600.0)
+    tools.rxdrop(sock, 3600.0)
     assert time.monotonic() - started < EARLY
     # The loop ends as soon as close() has interrupted it, which may be before
     # close() itself has returned in the other thread.
@@ -280,9 +283,9 @@ def test_a_stop_before_the_loop_starts_is_not_lost(bed: VethTestbed) -> None:
     once, before it got there) ends that loop as soon as it starts, instead of letting
     it run its time; the stop is then used up and the next loop runs its time."""
     with afxdp_rs.XskSocket(bed.inner, 0) as sock:
-        sock.stop_loop()
-        result = sock.rust_l2fwd(120.0)
+        tools.stop_loop(sock)
+        result = tools.l2fwd(sock, 120.0)
         assert result["seconds"] < 60.0, "the stop was lost: the loop ran its time"
         assert result["packets"] == 0
-        result = sock.rust_rxdrop(0.3)
+        result = tools.rxdrop(sock, 0.3)
         assert result["seconds"] >= 0.3, "a used-up stop must not end the next loop"

@@ -17,7 +17,7 @@ import pytest
 from conftest import eventually, start_helper, without_privileges
 
 import afxdp_rs
-from afxdp_rs import privileged
+from afxdp_rs import privileged, tools
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed
 from afxdp_rs.types import XdpMode
 
@@ -427,14 +427,14 @@ def test_statistics_counters(bed: VethTestbed, generators: list[afxdp_rs.XskSock
         held.release()
         # rx_invalid_descs: the kernel never finds an rx descriptor invalid (a bad
         # fill-ring address is skipped without being counted here): stays 0.
-        s._post_fill_unchecked(1 << 40)
+        tools.post_fill_unchecked(s, 1 << 40)
         send_from(generators, bed, 0, 10)
         assert s.statistics()["rx_invalid_descs"] == 0
     # tx_invalid_descs: descriptors that bypass the library's checks.
     with afxdp_rs.XskSocket(bed.inner, 0) as s:
-        s._post_tx_unchecked(1 << 40, 64)  # outside the UMEM
+        tools.post_tx_unchecked(s, 1 << 40, 64)  # outside the UMEM
         last_frame = (4096 - 1) * s.frame_size  # free: nothing was sent yet
-        s._post_tx_unchecked(last_frame, 5000)  # longer than a frame
+        tools.post_tx_unchecked(s, last_frame, 5000)  # longer than a frame
         st = s.statistics()
         assert st["tx_invalid_descs"] == 2, st
         # Through the API nothing invalid reaches the kernel.

@@ -14,7 +14,7 @@ import pytest
 from test_traffic import seq_of
 
 import afxdp_rs
-from afxdp_rs import _afxdp
+from afxdp_rs import tools
 from afxdp_rs.aio import AsyncXskSocket
 from afxdp_rs.testbed import VethTestbed
 
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.kernel
 @pytest.fixture
 def lost_wakeups() -> Iterator[None]:
     """Every socket of this process skips the tx kicks the kernel asks for."""
-    _afxdp._hide_tx_wakeups(True)
+    tools.hide_tx_wakeups(True)
     try:
         yield
     finally:
-        _afxdp._hide_tx_wakeups(False)
+        tools.hide_tx_wakeups(False)
 
 
 def arrivals(peer: socket.socket, count: int) -> list[bytes]:
@@ -76,7 +76,7 @@ def test_flush_of_a_single_packet_recovers(bed: VethTestbed, lost_wakeups: None)
 
 def test_rust_send_loop_recovers(bed: VethTestbed, lost_wakeups: None) -> None:
     with small_socket(bed) as sock:
-        r = sock.rust_txonly(bed.frame(0, 64, to_inner=False), 0.3, batch=16)
+        r = tools.txonly(sock, bed.frame(0, 64, to_inner=False), 0.3, batch=16)
         st = sock.statistics()
         assert r["packets"] > 0 and st["tx_rekicks"] > 0, (r, st)
         assert st["tx_completed"] == st["tx_packets"], st
@@ -112,12 +112,19 @@ def test_sequence_check_through_a_forwarding_loop(bed: VethTestbed, lost_wakeups
         afxdp_rs.XskSocket(bed.peer, 0, frame_count=128, fill_size=64, rx_size=64) as fwd,
         afxdp_rs.XskSocket(bed.inner, 0, frame_count=128, fill_size=64, rx_size=64) as seq,
     ):
-        t = threading.Thread(target=fwd.rust_l2fwd, args=(600.0,), kwargs={"poll": True})
+        t = threading.Thread(
+            target=tools.l2fwd,
+            args=(
+                fwd,
+                600.0,
+            ),
+            kwargs={"poll": True},
+        )
         t.start()
         try:
-            r = seq.sequence_check(bed.frame(0, 100, to_inner=False), 2000, window=32)
+            r = tools.sequence_check(seq, bed.frame(0, 100, to_inner=False), 2000, window=32)
         finally:
-            fwd.stop_loop()
+            tools.stop_loop(fwd)
             t.join()
         assert (r["received"], r["missing"], r["out_of_order"], r["corrupted"]) == (
             2000,

@@ -1,7 +1,7 @@
 """Long runs with sequence numbers: packets go out of one AF_XDP socket, through an
 l2fwd loop on the other end of the veth pair (a second AF_XDP socket that swaps the
 MAC addresses and sends each frame back), and into the first socket again, where every
-byte and the order are checked (`XskSocket.sequence_check`, in Rust, so the check keeps
+byte and the order are checked (`afxdp_rs.tools.sequence_check`, in Rust, so the check keeps
 up with the link).
 
 Every packet either comes back or is counted by the kernel: a sequence number that
@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import afxdp_rs
+from afxdp_rs import tools
 from afxdp_rs.testbed import VethTestbed
 from afxdp_rs.types import XdpMode
 
@@ -43,13 +44,13 @@ class Forwarder:
 
     def _run(self) -> None:
         try:
-            self.result.update(self.sock.rust_l2fwd(3600.0, 64))
+            self.result.update(tools.l2fwd(self.sock, 3600.0, 64))
         except BaseException as e:  # reported by stop()
             self.error = e
 
     def stop(self) -> dict[str, Any]:
         """Ends the loop; returns the socket's statistics (the socket stays open)."""
-        self.sock.stop_loop()
+        tools.stop_loop(self.sock)
         self.thread.join(10.0)
         assert not self.thread.is_alive(), "the l2fwd loop did not stop"
         if self.error is not None:
@@ -81,7 +82,7 @@ def round_trip(
     fwd = Forwarder(bed, queue, mode)
     try:
         with afxdp_rs.XskSocket(bed.inner, queue, mode=mode, bind="copy") as sock:
-            result = sock.sequence_check(template, count, window=window, quiet=1.0)
+            result = tools.sequence_check(sock, template, count, window=window, quiet=1.0)
             sender = sock.statistics()
             forwarder = fwd.stop()
             drops = counted_drops(bed, [sender, forwarder], links0)
@@ -142,7 +143,7 @@ def test_two_queues_each_in_order(bed: VethTestbed) -> None:
         try:
             template = bed.frame(q, 128, to_inner=False)
             with afxdp_rs.XskSocket(bed.inner, q, mode="native", bind="copy") as sock:
-                r = sock.sequence_check(template, count, window=1024, quiet=1.0)
+                r = tools.sequence_check(sock, template, count, window=1024, quiet=1.0)
                 results[q] = (r, sock.statistics())
         except BaseException as e:
             errors.append(e)
@@ -175,11 +176,11 @@ def test_no_answer_ends_the_run(bed: VethTestbed) -> None:
     filled (or after the last send), and everything sent is reported missing."""
     template = bed.frame(0, 64, to_inner=False)
     with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
-        r = sock.sequence_check(template, 1_000_000, window=64, quiet=0.2)
+        r = tools.sequence_check(sock, template, 1_000_000, window=64, quiet=0.2)
         assert (r["sent"], r["received"], r["missing"]) == (64, 0, 64), r
-        r = sock.sequence_check(template, 1000, quiet=0.2)
+        r = tools.sequence_check(sock, template, 1000, quiet=0.2)
         assert (r["sent"], r["received"], r["missing"]) == (1000, 0, 1000), r
         with pytest.raises(afxdp_rs.PacketSizeError, match="at least 50"):
-            sock.sequence_check(template[:49], 10)
+            tools.sequence_check(sock, template[:49], 10)
         with pytest.raises(afxdp_rs.ConfigError, match="batch=0"):
-            sock.sequence_check(template, 10, batch=0)
+            tools.sequence_check(sock, template, 10, batch=0)

@@ -62,6 +62,28 @@ def _socket_defaults() -> dict[str, Any]:
     """The defaults of the socket arguments, by name (the signatures are checked
     against them)."""
 
+# The test rig, wrapped by afxdp_rs.tools.
+def _rig_rxdrop(
+    sock: XskSocket, duration: float, batch: int = 64, poll: bool = False, linger: float = 0.0
+) -> dict[str, float]: ...
+def _rig_txonly(
+    sock: XskSocket, packet: bytes, duration: float, batch: int = 64
+) -> dict[str, float]: ...
+def _rig_l2fwd(
+    sock: XskSocket, duration: float, batch: int = 64, poll: bool = False, linger: float = 0.0
+) -> dict[str, float]: ...
+def _rig_sequence_check(
+    sock: XskSocket,
+    template: bytes,
+    count: int,
+    batch: int = 64,
+    window: int = 0,
+    swapped: bool = True,
+    quiet: float = 1.0,
+) -> dict[str, float]: ...
+def _rig_stop_loop(sock: XskSocket) -> None: ...
+def _rig_post_fill_unchecked(sock: XskSocket, addr: int) -> None: ...
+def _rig_post_tx_unchecked(sock: XskSocket, addr: int, len: int) -> None: ...
 def _hide_tx_wakeups(hidden: bool) -> None:
     """For tests only: while `hidden`, every socket of the process skips the tx kicks
     the kernel asks for (a lost wakeup, on purpose); only the re-kick of a stalled
@@ -168,48 +190,6 @@ class XskSocket:
         One call, no Python object per packet. Waits as `send` does; returns how many
         were queued.
         """
-    def rust_rxdrop(
-        self, duration: float, batch: int = 64, poll: bool = False, linger: float = 0.0
-    ) -> dict[str, float]:
-        """Benchmark loop run entirely in Rust (the GIL is released): receive and drop for
-        `duration` seconds. Returns packets, bytes, seconds and cpu_seconds.
-        """
-    def rust_txonly(self, packet: bytes, duration: float, batch: int = 64) -> dict[str, float]:
-        """Benchmark loop run entirely in Rust: send `packet` in batches for `duration`."""
-    def rust_l2fwd(
-        self, duration: float, batch: int = 64, poll: bool = False, linger: float = 0.0
-    ) -> dict[str, float]:
-        """Benchmark loop run entirely in Rust: forward every packet back out with its MAC
-        addresses swapped, for `duration`.
-        """
-    def sequence_check(
-        self,
-        template: bytes,
-        count: int,
-        batch: int = 64,
-        window: int = 0,
-        swapped: bool = True,
-        quiet: float = 1.0,
-    ) -> dict[str, float]:
-        """Sends `count` numbered packets and checks every packet that comes back to this
-        socket (through a forwarder on the other side of the link, or a loop): each
-        byte, and that sequence numbers only go up. `template`'s first 42 bytes
-        (Ethernet, IPv4, UDP headers) start every packet; an 8-byte sequence number and
-        a pattern follow, up to `len(template)`. `window`: at most this many packets in
-        flight (0: send as fast as possible). `swapped`: expect the MAC addresses
-        exchanged (an L2 forwarder's answer). Ends when everything is back, or when
-        nothing arrived for `quiet` seconds while all were sent or the window was full
-        (then `sent` < `count`: the far side stopped answering). Runs in Rust with the
-        GIL released; Ctrl-C stops it. Returns a dict: sent, received, missing,
-        out_of_order, corrupted, max_in_flight, seconds.
-        """
-    def stop_loop(self) -> None:
-        """Ends the Rust loop (`rust_*`, `sequence_check`) another thread is running on
-        this socket, as soon as it finishes its current batch; that call returns what
-        it did so far. The socket stays open. When no loop runs yet (the thread that
-        starts one has not got there), the next loop to start ends at once: a stop right
-        after starting a thread is never lost.
-        """
     def send(self, packets: Iterable[Buffer | SupportsBytes], timeout: float | None = None) -> int:
         """Sends bytes-like packets (bytes, bytearray, memoryview, Frame, or objects with
         `__bytes__`). Waits up to `timeout` seconds (None: as long as needed) for free
@@ -248,14 +228,6 @@ class XskSocket:
         """The kernel's XDP_STATISTICS counters and the library's own, as a dict."""
     def fileno(self) -> int:
         """The socket's file descriptor (for select/poll/selectors and asyncio)."""
-    def _post_fill_unchecked(self, addr: int) -> None:
-        """For tests of the kernel's counters only: puts `addr` on the fill ring without
-        any check, taking it out of the socket's pool if it is there.
-        """
-    def _post_tx_unchecked(self, addr: int, len: int) -> None:
-        """For tests of the kernel's counters only: puts a tx descriptor on the ring
-        without any check and kicks the kernel.
-        """
     def close(self) -> None:
         """Closes the socket: unregisters it from the XDP program (detaching the program
         if this was the last socket of the interface) and frees the rings. Batches

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from afxdp_rs import tools
 from afxdp_rs._afxdp import XskSocket
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
 from afxdp_rs.types import BindMode, XdpMode
@@ -149,7 +150,7 @@ class _Generator:
 
     def _run(self) -> None:
         try:
-            self.stats = self.sock.rust_txonly(self.packet, self.duration, self.batch)
+            self.stats = tools.txonly(self.sock, self.packet, self.duration, self.batch)
         except BaseException as e:  # raised by join()
             self.error = e
 
@@ -168,7 +169,7 @@ class _Generator:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.sock.stop_loop()
+        tools.stop_loop(self.sock)
         if self.thread.ident is not None:
             self.thread.join()
         self.sock.close()
@@ -275,7 +276,7 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
         sock = _socket(o, ifname, tx_size=0)
         try:
             if path == "rust":
-                out = _rust_loop(gen, lambda: sock.rust_rxdrop(total, o.batch, o.poll, o.linger))
+                out = _rust_loop(gen, lambda: tools.rxdrop(sock, total, o.batch, o.poll, o.linger))
                 got, cpu = int(out["packets"]), float(out["cpu_seconds"])
             else:
                 got, cpu = _timed(total, _recv_step(o, sock), gen)
@@ -313,7 +314,7 @@ def _txonly(
         sock = _socket(o, ifname, rx_size=0)
         try:
             if path == "rust":
-                r = sock.rust_txonly(packet, o.duration, o.batch)
+                r = tools.txonly(sock, packet, o.duration, o.batch)
                 sent, secs, cpu = int(r["packets"]), r["seconds"], r["cpu_seconds"]
             else:
                 packets = [packet] * o.batch
@@ -351,7 +352,9 @@ def _l2fwd(
             sock = _socket(o, ifname)
             try:
                 if path == "rust":
-                    out = _rust_loop(gen, lambda: sock.rust_l2fwd(total, o.batch, o.poll, o.linger))
+                    out = _rust_loop(
+                        gen, lambda: tools.l2fwd(sock, total, o.batch, o.poll, o.linger)
+                    )
                     fwd, cpu = int(out["packets"]), float(out["cpu_seconds"])
                 else:
 
@@ -380,7 +383,7 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
 
     def receive(sock: XskSocket) -> dict[str, float]:
         if path == "rust":
-            return sock.rust_rxdrop(total, o.batch, o.poll, o.linger)
+            return tools.rxdrop(sock, total, o.batch, o.poll, o.linger)
         got, cpu = _timed(total, _recv_step(o, sock))
         return {"packets": got, "cpu_seconds": cpu}
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 import click
 from rich.table import Table
 
+from afxdp_rs import tools
 from afxdp_rs._afxdp import XskSocket
 from afxdp_rs.cli.common import (
     MODES,
@@ -92,10 +94,16 @@ def verify(
             fwd_thread: threading.Thread | None = None
             if tb is not None:
                 fwd = stack.enter_context(XskSocket(tb.peer, queue, mode=mode))
-                fwd_thread = threading.Thread(target=fwd.rust_l2fwd, args=(3600.0,))
+                fwd_thread = threading.Thread(
+                    target=tools.l2fwd,
+                    args=(
+                        fwd,
+                        3600.0,
+                    ),
+                )
                 fwd_thread.start()
                 stack.callback(fwd_thread.join)
-                stack.callback(fwd.stop_loop)
+                stack.callback(functools.partial(tools.stop_loop, fwd))
             sock = stack.enter_context(warned(tb, lambda: XskSocket(name, queue, mode=mode)))
             err.print(f"[dim]sending {count:,} numbered packets of {size} bytes out of {name}[/]")
             # In a thread, so that Ctrl-C or SIGTERM ends the run with its results.
@@ -105,7 +113,9 @@ def verify(
             def check() -> None:
                 try:
                     out.append(
-                        sock.sequence_check(template, count, window=window, swapped=not no_swap)
+                        tools.sequence_check(
+                            sock, template, count, window=window, swapped=not no_swap
+                        )
                     )
                 except BaseException as e:
                     failed.append(e)
@@ -116,7 +126,7 @@ def verify(
                 while runner.is_alive():
                     runner.join(0.1)
                     if stop.asked:
-                        sock.stop_loop()
+                        tools.stop_loop(sock)
                 interrupted = stop.asked
             if failed:
                 raise failed[0]
@@ -126,7 +136,7 @@ def verify(
             # rx_dropped, which is therefore not added).
             counted = stats["rx_dropped"] + stats["rx_ring_full"]
             if tb is not None and fwd is not None and fwd_thread is not None:
-                fwd.stop_loop()
+                tools.stop_loop(fwd)
                 fwd_thread.join()
                 fstats = fwd.statistics()
                 counted += fstats["rx_dropped"] + fstats["rx_ring_full"]

@@ -12,7 +12,8 @@
 //! * `buffer`: filling a Py_buffer, for every zero-copy view;
 //! * `vector`: the batch's arrays for numpy (offsets, lengths, the UMEM, fields);
 //! * `stats`: the kernel's counters of a socket as a dict;
-//! * `tools`: the test rig's methods of `XskSocket` (Rust loops, sequence_check);
+//! * `tools`: the test rig (Rust loops, sequence_check, counter hooks), for
+//!   `afxdp_rs.tools`;
 //! * `forwarder`: `Forwarder`, zero-copy forwarding between two interfaces;
 //! * `program`: `XdpProgram`, `interface_info`, `xdp_status` and `detach_program`;
 //! * `vhost`: `VhostUser`, a VM's virtio-net device over AF_XDP sockets.
@@ -54,9 +55,29 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "_socket_defaults",
         wrap_pyfunction!(config::socket_defaults, m)?,
     )?;
+    // The test rig (afxdp_rs.tools wraps it): attributes, out of the module's __all__.
     m.setattr(
         "_hide_tx_wakeups",
         wrap_pyfunction!(tools::_hide_tx_wakeups, m)?,
+    )?;
+    m.setattr("_rig_rxdrop", wrap_pyfunction!(tools::_rig_rxdrop, m)?)?;
+    m.setattr("_rig_txonly", wrap_pyfunction!(tools::_rig_txonly, m)?)?;
+    m.setattr("_rig_l2fwd", wrap_pyfunction!(tools::_rig_l2fwd, m)?)?;
+    m.setattr(
+        "_rig_sequence_check",
+        wrap_pyfunction!(tools::_rig_sequence_check, m)?,
+    )?;
+    m.setattr(
+        "_rig_stop_loop",
+        wrap_pyfunction!(tools::_rig_stop_loop, m)?,
+    )?;
+    m.setattr(
+        "_rig_post_fill_unchecked",
+        wrap_pyfunction!(tools::_rig_post_fill_unchecked, m)?,
+    )?;
+    m.setattr(
+        "_rig_post_tx_unchecked",
+        wrap_pyfunction!(tools::_rig_post_tx_unchecked, m)?,
     )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FRAME_SIZES", crate::umem::FRAME_SIZES.to_vec())?;

@@ -478,18 +478,6 @@ impl PySocket {
         Ok(d)
     }
 
-    /// For tests of the kernel's counters only: puts `addr` on the fill ring without
-    /// any check, taking it out of the socket's pool if it is there.
-    fn _post_fill_unchecked(&self, py: Python<'_>, addr: u64) -> PyResult<()> {
-        self.with_socket(py, |s| s.post_fill_unchecked(addr))
-    }
-
-    /// For tests of the kernel's counters only: puts a tx descriptor on the ring
-    /// without any check and kicks the kernel.
-    fn _post_tx_unchecked(&self, py: Python<'_>, addr: u64, len: u32) -> PyResult<()> {
-        self.with_socket(py, |s| s.post_tx_unchecked(addr, len))
-    }
-
     /// The socket's file descriptor (for select/poll/selectors and asyncio).
     fn fileno(&self) -> PyResult<i32> {
         if self.core.is_closed() {
