@@ -4,7 +4,7 @@ Each workload runs through one or more *paths*:
 
 * ``python``: the Python API, one call per batch (``recv``/``release``, ``send``,
   ``l2fwd``);
-* ``rust``: the same loop entirely in Rust (``XskSocket.rust_*``), the reference;
+* ``rust``: the same loop entirely in Rust (``afxdp_rs.tools``), the reference;
 * ``af_packet``: Python's own AF_PACKET sockets (``recv_into``/``send``), what Python
   programs use today.
 
@@ -39,140 +39,21 @@ from typing import Any
 
 from afxdp_rs import tools
 from afxdp_rs._afxdp import XskSocket
+from afxdp_rs.benchkit import (
+    PATHS,
+    WAITS,
+    WORKLOADS,
+    Generator,
+    Options,
+    Result,
+    af_packet_step,
+    busy_poll_detail,
+    open_socket,
+    packet_socket,
+)
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
-from afxdp_rs.types import BindMode, XdpMode
 
 __all__ = ["Options", "Result", "run"]
-
-PATHS = ("python", "rust", "af_packet")
-WORKLOADS = ("rxdrop", "txonly", "l2fwd", "forward", "tcp", "drain")
-WAITS = ("spin", "poll", "busy-poll")
-
-
-@dataclasses.dataclass
-class Options:
-    workload: str = "rxdrop"
-    ifname: str | None = None
-    peer: str | None = None
-    queue: int = 0
-    mode: XdpMode = "auto"
-    bind: BindMode = "auto"
-    batch: int = 64
-    frame_size: int = 4096
-    size: int = 64
-    duration: float = 2.0
-    #: How a receiver waits: spin, poll or busy-poll (see the module's text).
-    wait: str = "spin"
-    #: After a batch that was not full, wait this long (seconds) for more packets.
-    linger: float = 0.0
-    #: rxdrop on this many queues at once (one socket, receiver thread and generator each).
-    queues: int = 1
-    paths: tuple[str, ...] = ("python",)
-    #: With the rxdrop workload, also measure the drain cost (the ``drain`` workload).
-    drain: bool = False
-
-    @property
-    def poll(self) -> bool:
-        return self.wait == "poll"
-
-
-@dataclasses.dataclass
-class Result:
-    path: str
-    packets: int  # received (rxdrop), sent (txonly) or forwarded back (l2fwd)
-    seconds: float
-    offered: int  # what the generator sent (rxdrop, l2fwd) or what was sent (txonly)
-    arrived: int  # what arrived where it should
-    cpu_seconds: float  # CPU time of the thread doing the work
-    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def pps(self) -> float:
-        return self.packets / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def lost(self) -> int:
-        return max(0, self.offered - self.arrived)
-
-    @property
-    def cpu_ns_per_packet(self) -> float:
-        return self.cpu_seconds / self.packets * 1e9 if self.packets else float("nan")
-
-
-def _socket(o: Options, ifname: str, **kw: Any) -> XskSocket:
-    return XskSocket(
-        ifname,
-        o.queue,
-        mode=o.mode,
-        bind=o.bind,
-        frame_size=o.frame_size,
-        busy_poll=o.wait == "busy-poll",
-        busy_poll_budget=o.batch,
-        **kw,
-    )
-
-
-def _busy_poll_detail(o: Options, sock: XskSocket) -> dict[str, Any]:
-    """Whether the kernel could busy-poll for the socket (it needs a NAPI ID)."""
-    if o.wait != "busy-poll":
-        return {}
-    napi = sock.napi_id
-    return {"napi_id": napi} if napi else {"busy_poll": "inactive"}
-
-
-def _packet_socket(o: Options, ifname: str) -> socket.socket:
-    """An AF_PACKET socket for the test EtherType with a 64 MiB receive buffer, blocking
-    with a short timeout in poll mode, non-blocking otherwise."""
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST))
-    s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
-    s.bind((ifname, ETH_P_AFXDP_TEST))
-    if o.poll:
-        s.settimeout(0.05)
-    else:
-        s.setblocking(False)
-    return s
-
-
-class _Generator:
-    """Full-rate traffic from the peer end, in a thread, for a fixed time.
-
-    Use it in a ``with`` block: leaving the block (also on an error or Ctrl-C) stops
-    the traffic, waits for the thread and closes the socket."""
-
-    def __init__(self, o: Options, peer: str, packet: bytes) -> None:
-        self.sock = XskSocket(peer, o.queue, rx_size=0, frame_size=o.frame_size)
-        self.packet = packet
-        self.duration = o.duration
-        self.batch = o.batch
-        self.stats: dict[str, float] = {}
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="afxdp-bench-generator")
-
-    def _run(self) -> None:
-        try:
-            self.stats = tools.txonly(self.sock, self.packet, self.duration, self.batch)
-        except BaseException as e:  # raised by join()
-            self.error = e
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def join(self) -> dict[str, float]:
-        """Waits for the run to end; returns its numbers, or raises what stopped it."""
-        self.thread.join()
-        self.sock.close()
-        if self.error is not None:
-            raise RuntimeError(f"the traffic generator failed: {self.error}") from self.error
-        return self.stats
-
-    def __enter__(self) -> _Generator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        tools.stop_loop(self.sock)
-        if self.thread.ident is not None:
-            self.thread.join()
-        self.sock.close()
 
 
 def _in_thread(loop: Callable[[], dict[str, float]]) -> Callable[[], dict[str, float]]:
@@ -199,7 +80,7 @@ def _in_thread(loop: Callable[[], dict[str, float]]) -> Callable[[], dict[str, f
     return wait
 
 
-def _rust_loop(gen: _Generator, loop: Callable[[], dict[str, float]]) -> dict[str, float]:
+def _rust_loop(gen: Generator, loop: Callable[[], dict[str, float]]) -> dict[str, float]:
     """Runs a Rust receive loop in a thread and starts the generator once it runs. The
     caller closes the loop's socket on the way out, which ends the loop early."""
     wait = _in_thread(loop)
@@ -209,7 +90,7 @@ def _rust_loop(gen: _Generator, loop: Callable[[], dict[str, float]]) -> dict[st
 
 
 def _timed(
-    total: float, step: Callable[[], int], gen: _Generator | None = None
+    total: float, step: Callable[[], int], gen: Generator | None = None
 ) -> tuple[int, float]:
     """Starts the generator (if any), then runs `step` (one batch: returns how many
     packets it handled) for `total` seconds; returns the packets and the CPU time of
@@ -221,32 +102,6 @@ def _timed(
     while time.perf_counter() - t0 < total:
         count += step()
     return count, time.thread_time() - c0
-
-
-def _af_packet_step(
-    s: socket.socket, buf: bytearray, linger: float, handle: Callable[[int, Any], int]
-) -> Callable[[], int]:
-    """One step of an AF_PACKET loop: take a packet (waiting as the socket is set up
-    to), and with `linger`, let more gather and take them all. `handle(n, addr)` deals
-    with each and says whether it counts."""
-
-    def step() -> int:
-        try:
-            n, addr = s.recvfrom_into(buf)
-        except (BlockingIOError, TimeoutError):
-            return 0
-        got = handle(n, addr)
-        if linger:
-            time.sleep(linger)
-            while True:
-                try:
-                    n, addr = s.recvfrom_into(buf, 0, socket.MSG_DONTWAIT)
-                except (BlockingIOError, TimeoutError):
-                    break
-                got += handle(n, addr)
-        return got
-
-    return step
 
 
 def _recv_step(o: Options, sock: XskSocket) -> Callable[[], int]:
@@ -264,16 +119,16 @@ def _recv_step(o: Options, sock: XskSocket) -> Callable[[], int]:
 
 def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Result:
     total = o.duration + 0.4  # the receiver outlives the generator, then drains
-    with _Generator(o, peer, packet) as gen:
+    with Generator(o, peer, packet) as gen:
         if path == "af_packet":
-            rx = _packet_socket(o, ifname)
+            rx = packet_socket(o, ifname)
             packet_statistics(rx)
-            got, cpu = _timed(total, _af_packet_step(rx, bytearray(65536), o.linger, _one), gen)
+            got, cpu = _timed(total, af_packet_step(rx, bytearray(65536), o.linger, _one), gen)
             g = gen.join()
             _, drops = packet_statistics(rx)
             rx.close()
             return Result(path, got, g["seconds"], int(g["packets"]), got, cpu, {"drops": drops})
-        sock = _socket(o, ifname, tx_size=0)
+        sock = open_socket(o, ifname, tx_size=0)
         try:
             if path == "rust":
                 out = _rust_loop(gen, lambda: tools.rxdrop(sock, total, o.batch, o.poll, o.linger))
@@ -282,7 +137,7 @@ def _rxdrop(o: Options, path: str, ifname: str, peer: str, packet: bytes) -> Res
                 got, cpu = _timed(total, _recv_step(o, sock), gen)
             g = gen.join()
             st = sock.statistics()
-            busy = _busy_poll_detail(o, sock)
+            busy = busy_poll_detail(o, sock)
         finally:
             sock.close()
     kernel = {k: st[k] for k in ("rx_dropped", "rx_ring_full")}
@@ -311,7 +166,7 @@ def _txonly(
         secs = time.perf_counter() - t0
         tx.close()
     else:
-        sock = _socket(o, ifname, rx_size=0)
+        sock = open_socket(o, ifname, rx_size=0)
         try:
             if path == "rust":
                 r = tools.txonly(sock, packet, o.duration, o.batch)
@@ -335,9 +190,9 @@ def _l2fwd(
 ) -> Result:
     before = tb.link_stats(peer).get("rx_packets", 0) if tb else 0
     total = o.duration + 0.4
-    with _Generator(o, peer, packet) as gen:
+    with Generator(o, peer, packet) as gen:
         if path == "af_packet":
-            s = _packet_socket(o, ifname)
+            s = packet_socket(o, ifname)
             buf = bytearray(65536)
 
             def reflect(n: int, addr: Any) -> int:
@@ -346,10 +201,10 @@ def _l2fwd(
                 s.send(bytes(buf[6:12] + buf[0:6] + buf[12:n]))
                 return 1
 
-            fwd, cpu = _timed(total, _af_packet_step(s, buf, o.linger, reflect), gen)
+            fwd, cpu = _timed(total, af_packet_step(s, buf, o.linger, reflect), gen)
             s.close()
         else:
-            sock = _socket(o, ifname)
+            sock = open_socket(o, ifname)
             try:
                 if path == "rust":
                     out = _rust_loop(
@@ -392,11 +247,11 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
     with contextlib.ExitStack() as stack:
         socks = []
         for q in range(o.queues):
-            sock = _socket(dataclasses.replace(o, queue=q), tb.inner, tx_size=0)
+            sock = open_socket(dataclasses.replace(o, queue=q), tb.inner, tx_size=0)
             stack.callback(sock.close)
             socks.append(sock)
         gens = [
-            stack.enter_context(_Generator(dataclasses.replace(o, queue=q), tb.peer, packet))
+            stack.enter_context(Generator(dataclasses.replace(o, queue=q), tb.peer, packet))
             for q in range(o.queues)
         ]
         waits = [_in_thread(functools.partial(receive, s)) for s in socks]
@@ -451,7 +306,7 @@ def _drain(o: Options, tb: VethTestbed, packet: bytes) -> list[Result]:
     with contextlib.ExitStack() as stack:
         gen = XskSocket(tb.peer, 0, rx_size=0, frame_size=o.frame_size)
         stack.callback(gen.close)
-        sock = _socket(o, tb.inner, tx_size=0)
+        sock = open_socket(o, tb.inner, tx_size=0)
         stack.callback(sock.close)
         packets = [packet] * 2048  # the receiver's fill ring holds 2,048 frames
         for body in bodies:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from afxdp_rs._afxdp import Forwarder, XskSocket
-from afxdp_rs.bench import Options, Result, _af_packet_step, _Generator, _packet_socket
+from afxdp_rs.benchkit import Generator, Options, Result, af_packet_step, packet_socket
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, LinkedHosts, VethTestbed
 
 __all__ = ["forward", "tcp"]
@@ -64,7 +64,7 @@ def _copying_forwarder(o: Options, a: str, b: str) -> Callable[[], float]:
 
 def _af_packet_forwarder(o: Options, a: str, b: str) -> Callable[[], float]:
     """A forwarder on Python's AF_PACKET sockets, in a thread."""
-    sockets = {a: _packet_socket(o, a), b: _packet_socket(o, b)}
+    sockets = {a: packet_socket(o, a), b: packet_socket(o, b)}
     for s in sockets.values():
         s.setblocking(False)
     stop = threading.Event()
@@ -80,7 +80,7 @@ def _af_packet_forwarder(o: Options, a: str, b: str) -> Callable[[], float]:
             out.send(bytes(buf[:n]))
             return 1
 
-        return _af_packet_step(sockets[src], buf, 0.0, handle)
+        return af_packet_step(sockets[src], buf, 0.0, handle)
 
     steps = [stepper(a, b), stepper(b, a)]
 
@@ -132,7 +132,7 @@ def forward(o: Options, path: str) -> Result:
         head = bytes(6) + bytes.fromhex("020000000099") + ETH_P_AFXDP_TEST.to_bytes(2, "big")
         packet = head + bytes(max(0, o.size - len(head)))
         halt = _FORWARDERS[path](o, tb.inner, "fwd0")
-        gens = [_Generator(dataclasses.replace(o, queue=0), g, packet) for g in ends]
+        gens = [Generator(dataclasses.replace(o, queue=0), g, packet) for g in ends]
         try:
             for g in gens:
                 g.start()

@@ -181,10 +181,10 @@ impl Forwarder {
             let readers = [sa.stats_reader(), sb.stats_reader()];
             let links = [Arc::clone(sa.watch().link()), Arc::clone(sb.watch().link())];
             let (stop2, counts2) = (Arc::clone(&stop), Arc::clone(&counts));
-            let (batch, csum) = (config.batch, config.complete_checksums);
+            let batch = config.batch;
             let thread = std::thread::Builder::new()
                 .name(format!("afxdp-fwd-q{queue}"))
-                .spawn(move || run_pair(sa, sb, batch, csum, &stop2, &counts2))
+                .spawn(move || run_pair(sa, sb, batch, &stop2, &counts2))
                 .map_err(|e| Error::os("starting a forwarding thread", e))?;
             pairs.push(Pair {
                 queue,
@@ -294,15 +294,14 @@ fn run_pair(
     mut a: XskSocket,
     mut b: XskSocket,
     batch: u32,
-    csum: bool,
     stop: &AtomicBool,
     counts: &[Counts; 2],
 ) -> Result<()> {
     let wait = Wait::for_socket(a.config().busy_poll.or(b.config().busy_poll));
     let (wa, wb) = (a.watch(), b.watch());
     let forward = |a: &mut XskSocket, b: &mut XskSocket| -> Result<u32> {
-        let ab = a.forward_to(b, batch, csum)?;
-        let ba = b.forward_to(a, batch, csum)?;
+        let ab = a.forward_to(b, batch)?;
+        let ba = b.forward_to(a, batch)?;
         counts[0].add(&ab);
         counts[1].add(&ba);
         Ok(ab.packets + ba.packets)

@@ -88,7 +88,8 @@ def bench(
     (iperf3 between two stacks through the forwarder) or drain (the Python API's cost
     per packet on a full rx ring): packets/s, loss and CPU time per packet."""
     need_root()
-    from afxdp_rs.bench import PATHS, Options, Result, run
+    from afxdp_rs.bench import run
+    from afxdp_rs.benchkit import PATHS, Options, Result
 
     opts = Options(
         workload=workload,

@@ -452,7 +452,9 @@ impl Frame {
     ///
     /// # Safety
     /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
-    // SAFETY: see above; the unsafe operations inside are justified where they happen.
+    // SAFETY: CPython calls this only through the buffer protocol, with `view` a
+    // Py_buffer it owns and lends for this call; the one unsafe call inside
+    // (export_bytes) states why its use of `view` and the frame is sound.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -474,7 +476,8 @@ impl Frame {
 
     /// # Safety
     /// Called by CPython once per successful `__getbuffer__`; `_view` is not touched.
-    // SAFETY: see above; only this batch's export count changes.
+    // SAFETY: nothing here dereferences `_view`; CPython calls this once for each
+    // export that __getbuffer__ counted, so the count it lowers never goes below zero.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
         unexport(self.batch.get());
     }
@@ -511,7 +514,8 @@ impl Segment {
     ///
     /// # Safety
     /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
-    // SAFETY: see above; the unsafe operations inside are justified where they happen.
+    // SAFETY: as for Frame.__getbuffer__: `view` is CPython's, lent for this call; the
+    // unsafe call inside (export_bytes) states why its use is sound.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -526,7 +530,8 @@ impl Segment {
 
     /// # Safety
     /// Called by CPython once per successful `__getbuffer__`; `_view` is not touched.
-    // SAFETY: see above; only this batch's export count changes.
+    // SAFETY: nothing here dereferences `_view`; one call per counted export, so the
+    // count never goes below zero.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
         unexport(self.batch.get());
     }

@@ -45,7 +45,9 @@ pub struct UmemView {
 impl PacketArray {
     /// # Safety
     /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
-    // SAFETY: see above; the unsafe operations inside are justified where they happen.
+    // SAFETY: CPython calls this only through the buffer protocol, with `view` a
+    // Py_buffer it owns and lends for this call; the unsafe call inside (buffer::fill)
+    // states why the pointer and length it exports stay valid.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -77,7 +79,7 @@ impl PacketArray {
 
     /// # Safety
     /// Called by CPython once per successful `__getbuffer__`; nothing to undo.
-    // SAFETY: see above.
+    // SAFETY: an empty body: `_view` is not touched.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
 
     fn __len__(&self) -> usize {
@@ -89,7 +91,9 @@ impl PacketArray {
 impl UmemView {
     /// # Safety
     /// Called by CPython with `view` pointing at a Py_buffer it owns, to be filled.
-    // SAFETY: see above; the unsafe operations inside are justified where they happen.
+    // SAFETY: CPython calls this only through the buffer protocol, with `view` a
+    // Py_buffer it owns and lends for this call; the unsafe call inside (buffer::fill)
+    // states why the pointer and length it exports stay valid.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -115,7 +119,8 @@ impl UmemView {
 
     /// # Safety
     /// Called by CPython once per successful `__getbuffer__`; `_view` is not touched.
-    // SAFETY: see above; only the batch's export count changes.
+    // SAFETY: nothing here dereferences `_view`; one call per counted export, so the
+    // count never goes below zero.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
         unexport(self.batch.get());
     }

@@ -9,7 +9,7 @@
 //! it is in the same network namespace) and says, for each condition, what happens and
 //! the exact command that fixes it; [`fix`] turns the offending features off.
 
-use super::errors::L2_OVERHEAD;
+use super::L2_OVERHEAD;
 use crate::sys::{ethtool, netdev};
 
 /// A condition that makes packets arrive unfinished or too large.

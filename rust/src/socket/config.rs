@@ -324,3 +324,97 @@ impl SocketConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choose(load_program: bool, inhibit: bool, handed_over: bool) -> Result<Steering> {
+        Steering::choose(&SteeringOptions {
+            load_program,
+            inhibit,
+            handed_over,
+            maps: &[],
+            #[cfg(feature = "loader")]
+            mode: XdpMode::Auto,
+        })
+    }
+
+    #[test]
+    fn the_steering_is_chosen_from_the_options() {
+        #[cfg(feature = "loader")]
+        assert!(matches!(
+            choose(true, false, false),
+            Ok(Steering::DefaultProgram(_))
+        ));
+        assert!(matches!(choose(false, false, false), Ok(Steering::None)));
+        // A handed-over socket is already in someone's map: nothing to register.
+        assert!(matches!(choose(true, true, true), Ok(Steering::None)));
+    }
+
+    #[test]
+    fn steering_options_that_cannot_work_are_named() {
+        let e = choose(true, true, false).unwrap_err().to_string();
+        assert!(e.contains("inhibit=True loads no XDP program"), "{e}");
+        let e = choose(true, false, true).unwrap_err().to_string();
+        assert!(e.contains("pass inhibit=True with them"), "{e}");
+        let two = [MapSource::Path("/a"), MapSource::Path("/b")];
+        let e = Steering::choose(&SteeringOptions {
+            inhibit: true,
+            maps: &two,
+            ..SteeringOptions::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn the_defaults_live_in_one_place() {
+        let c = SocketConfig::default();
+        assert_eq!(
+            (c.fill_size, c.comp_size, c.rx_size, c.tx_size),
+            (
+                defaults::RING_SIZE,
+                defaults::RING_SIZE,
+                defaults::RING_SIZE,
+                defaults::RING_SIZE
+            )
+        );
+        assert_eq!(
+            (c.umem.frame_size, c.umem.frame_count),
+            (defaults::FRAME_SIZE, defaults::FRAME_COUNT)
+        );
+        assert_eq!(BusyPoll::default().usecs, defaults::BUSY_POLL_USECS);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn ring_sizes_and_busy_polling_are_checked() {
+        let bad = SocketConfig {
+            rx_size: 1000,
+            ..SocketConfig::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("rx_size=1000") && e.contains("1024"), "{e}");
+        let none = SocketConfig {
+            rx_size: 0,
+            tx_size: 0,
+            ..SocketConfig::default()
+        };
+        assert!(none
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("needs an rx ring"));
+        let b = BusyPoll {
+            usecs: 0,
+            budget: 64,
+        };
+        assert!(b
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("busy_poll_usecs=0"));
+    }
+}

@@ -4,12 +4,10 @@
 use std::io;
 
 use super::config::BindMode;
+use super::L2_OVERHEAD;
 use crate::error::{Error, ErrorKind};
 use crate::sys;
 use crate::umem::UmemConfig;
-
-/// Ethernet header plus one VLAN tag: what an interface accepts on top of its MTU.
-pub(super) const L2_OVERHEAD: u32 = 14 + 4;
 
 pub(super) fn bad_queue(ifname: &str, queue: u32, queues: Option<u32>) -> Error {
     let have = match queues {

@@ -148,15 +148,11 @@ impl XskSocket {
     /// sockets share one UMEM (open `out` with this socket as its `share`), so a frame
     /// this socket received goes straight onto `out`'s tx ring, and `out` hands it back
     /// once the kernel has sent it. Packets `out` has no tx room for stay in this
-    /// socket's rx ring (the kernel counts what it cannot deliver meanwhile). With
-    /// `complete_checksums`, partial checksums (see [`crate::csum`]) are completed on
-    /// the way. Never waits.
-    pub fn forward_to(
-        &mut self,
-        out: &mut XskSocket,
-        max: u32,
-        complete_checksums: bool,
-    ) -> Result<Forwarded> {
+    /// socket's rx ring (the kernel counts what it cannot deliver meanwhile). Where this
+    /// socket was opened with `complete_checksums`, partial checksums (see
+    /// [`crate::csum`]) are completed on the way. Never waits.
+    pub fn forward_to(&mut self, out: &mut XskSocket, max: u32) -> Result<Forwarded> {
+        let complete_checksums = self.config.complete_checksums;
         self.take_pending()?;
         self.check_not_peeked()?;
         out.take_pending()?;

@@ -56,6 +56,8 @@ use steer::Registration;
 
 /// The shortest frame worth sending: an Ethernet header.
 pub const MIN_PACKET: usize = 14;
+/// Ethernet header plus one VLAN tag: what an interface accepts on top of its MTU.
+pub(crate) const L2_OVERHEAD: u32 = 14 + 4;
 /// The most frames one packet may span: what copy mode builds into one skb
 /// (MAX_SKB_FRAGS, 17 by default). A receive call looks this far past its batch to
 /// take a multi-buffer packet whole.

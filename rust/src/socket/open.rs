@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use super::advice;
 use super::config::{BindMode, BusyPoll, MultiBuffer, SocketConfig};
-use super::errors::{self, L2_OVERHEAD};
+use super::errors;
 use super::ledger::Ledger;
 use super::steer::Registration;
 use super::watch::Watch;
+use super::L2_OVERHEAD;
 use super::{Counters, XskSocket, MAX_SEGMENTS};
 use crate::error::{Error, Result};
 use crate::ring::{ConsumerRing, ProducerRing, RingLayout, RingParts};
@@ -291,18 +292,16 @@ impl Rings {
                 )
             })
             .transpose()?;
-        // SAFETY (all four): each ring was just mapped for this socket with the kernel's
-        // offsets and sizes and the entry type the kernel uses for it (addresses on fill
-        // and completion, descriptors on rx and tx), and this socket is its only
-        // user-space producer or consumer.
+        // Each ring was just mapped for this socket with the kernel's offsets and sizes,
+        // and this socket is its only user-space producer or consumer.
         Ok(Rings {
-            // SAFETY: see above.
+            // SAFETY: the fill ring holds frame addresses (u64); we are its producer.
             fill: unsafe { ProducerRing::new(fill) },
-            // SAFETY: see above.
+            // SAFETY: the completion ring holds frame addresses (u64); we consume it.
             comp: unsafe { ConsumerRing::new(comp) },
-            // SAFETY: see above.
+            // SAFETY: the rx ring holds descriptors (XdpDesc); we consume it.
             rx: rx.map(|p| unsafe { ConsumerRing::new(p) }),
-            // SAFETY: see above.
+            // SAFETY: the tx ring holds descriptors (XdpDesc); we are its producer.
             tx: tx.map(|p| unsafe { ProducerRing::new(p) }),
         })
     }

@@ -14,10 +14,12 @@
 //! * [`backend`]: `VhostUserBackend` (features, config space, events).
 //! * [`server`]: serving connection after connection (as a server, or as a client that
 //!   reconnects), each relayed to the daemon by `relay`.
-//! * [`service`]: [`VhostUser`], the whole device on AF_XDP sockets, run until stopped.
+//! * [`service`]: [`VhostUser`], the whole device on AF_XDP sockets, run until stopped;
+//!   `control` is what it shares with the serving thread (stop, connection, events).
 //! * [`stats`], [`virtio_net`]: counters, the virtio-net header and config space.
 
 pub mod backend;
+mod control;
 pub mod datapath;
 pub mod port;
 mod relay;

@@ -22,9 +22,9 @@ use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 
 use super::backend::{attach_daemon_handlers, NetBackend};
+use super::control::Control;
 use super::port::NetPort;
 use super::relay::Relay;
-use super::service::Control;
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone, Debug)]

@@ -9,18 +9,14 @@
 //! `rx_ring_full`), a guest packet waits while the tx ring is full, and every packet
 //! refused (too large, a malformed descriptor chain) is counted in [`PairReport`].
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use vhost_user_backend::ShutdownHandle;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
 use super::backend::{NetBackend, NetBackendConfig};
+use super::control::Control;
 use super::stats::StatsSnapshot;
 use super::virtio_net::DEFAULT_MAX_QUEUE_SIZE;
 use super::xsk_port::XskPort;
@@ -76,87 +72,6 @@ pub struct PairReport {
     pub virtio: StatsSnapshot,
     /// The AF_XDP socket's kernel counters.
     pub kernel: XdpStatistics,
-}
-
-/// What the serving thread shares with [`VhostUser`].
-pub(super) struct Control {
-    stop: AtomicBool,
-    /// Readable once stop is requested: wakes a thread waiting for a frontend.
-    wake: EventFd,
-    /// The same eventfd, to poll.
-    wake_fd: OwnedFd,
-    /// The live connection, to shut down on stop.
-    conn: Mutex<Option<ShutdownHandle>>,
-    connected: AtomicBool,
-    connections: AtomicU64,
-    /// What happened to connections, oldest first (the last [`EVENTS_KEPT`]), and
-    /// how many older ones were let go.
-    events: Mutex<(Vec<String>, usize)>,
-}
-
-/// How many connection events are kept.
-const EVENTS_KEPT: usize = 64;
-
-impl Control {
-    fn new() -> Result<Self> {
-        let wake = EventFd::new(EFD_NONBLOCK)
-            .map_err(|e| Error::os("creating an eventfd for the vhost-user server", e))?;
-        Ok(Control {
-            stop: AtomicBool::new(false),
-            wake_fd: sys::dup_fd(wake.as_raw_fd())
-                .map_err(|e| Error::os("duplicating an eventfd", e))?,
-            wake,
-            conn: Mutex::new(None),
-            connected: AtomicBool::new(false),
-            connections: AtomicU64::new(0),
-            events: Mutex::new((Vec::new(), 0)),
-        })
-    }
-
-    pub(super) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
-
-    pub(super) fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake_fd.as_fd()
-    }
-
-    fn request_stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.wake.write(1);
-        if let Some(h) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            h.shutdown();
-        }
-    }
-
-    /// A connection began: keep its handle so that a stop can end it. If the stop came
-    /// first, end it now (the lock orders this against [`Control::request_stop`]).
-    pub(super) fn connected(&self, handle: Option<ShutdownHandle>) {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if self.stopping() {
-            if let Some(h) = &handle {
-                h.shutdown();
-            }
-        }
-        *conn = handle;
-        self.connected.store(true, Ordering::Release);
-        self.connections.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(super) fn disconnected(&self) {
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.connected.store(false, Ordering::Release);
-    }
-
-    pub(super) fn event(&self, what: String) {
-        log::info!("{what}");
-        let mut ev = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if ev.0.len() == EVENTS_KEPT {
-            ev.0.remove(0);
-            ev.1 += 1;
-        }
-        ev.0.push(what);
-    }
 }
 
 /// A vhost-user-net device whose queue pairs are AF_XDP sockets, served until stopped.
@@ -325,24 +240,18 @@ impl VhostUser {
 
     /// Whether a frontend is connected now.
     pub fn connected(&self) -> bool {
-        self.control.connected.load(Ordering::Acquire)
+        self.control.is_connected()
     }
 
     /// Connections served so far (the current one included).
     pub fn connections(&self) -> u64 {
-        self.control.connections.load(Ordering::Relaxed)
+        self.control.connections()
     }
 
     /// What happened to connections, oldest first: the events numbered `start` and
     /// later (counting from 0 at start; only the last 64 are kept).
     pub fn events(&self, start: usize) -> Vec<String> {
-        let ev = self
-            .control
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let skip = start.saturating_sub(ev.1);
-        ev.0.iter().skip(skip).cloned().collect()
+        self.control.events(start)
     }
 
     /// Whether the serving thread still runs (one that failed has ended;
