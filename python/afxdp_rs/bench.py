@@ -37,8 +37,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from afxdp_rs import tools
-from afxdp_rs._afxdp import XskSocket
+from afxdp_rs import cdrain, tools
+from afxdp_rs._afxdp import XdpProgram, XskSocket
 from afxdp_rs.benchkit import (
     PATHS,
     WAITS,
@@ -51,6 +51,7 @@ from afxdp_rs.benchkit import (
     open_socket,
     packet_socket,
 )
+from afxdp_rs.cdrain import CDrain
 from afxdp_rs.testbed import ETH_P_AFXDP_TEST, VethTestbed, packet_statistics
 
 __all__ = ["Options", "Result", "run"]
@@ -271,6 +272,9 @@ def _rxdrop_queues(o: Options, path: str, tb: VethTestbed, packet: bytes) -> Res
 
 #: What the drain workload does with each batch.
 DRAIN_BODIES = ("recv+release", "recv+iterate+release", "vector: field+bincount")
+# What each Python body is compared with on the C side ("drain": descriptors only,
+# "field": also two bytes of each packet), and the Rust API's drain.
+C_BODY = {"recv+release": "drain", "vector: field+bincount": "field"}
 
 
 def _drain_once(sock: XskSocket, batch: int, body: str, np: Any) -> int:
@@ -291,52 +295,114 @@ def _drain_once(sock: XskSocket, batch: int, body: str, np: Any) -> int:
         n += k
 
 
+def _fill(gen: XskSocket, packets: list[bytes]) -> None:
+    gen.send(packets, timeout=2.0)
+    gen.flush(timeout=2.0)
+    time.sleep(0.02)  # let the kernel finish delivering
+
+
 def _drain(o: Options, tb: VethTestbed, packet: bytes) -> list[Result]:
-    """The Python API's cost per packet with the kernel out of the way: a send-only
+    """The receive path's cost per packet with the kernel out of the way: a send-only
     socket on the peer fills the receiver's rx ring (2,048 packets) while nobody
-    receives, then the receiver empties it; only the emptying is timed."""
+    receives, then the receiver empties it; only the emptying is timed. With the
+    comparison (``--compare``), in alternating turns: the Rust API's drain, and the
+    same drain in C over libxdp's ring functions on queue 1 of the same test bed."""
     numpy: Any
     try:
         import numpy  # optional: only for the vector body
     except ImportError:
         numpy = None
-    bodies = DRAIN_BODIES if numpy is not None else DRAIN_BODIES[:2]
+    compare = len(o.paths) > 1
+    bodies = list(DRAIN_BODIES if numpy is not None else DRAIN_BODIES[:2])
+    if compare:
+        bodies.insert(1, "rust recv+recycle")
     rounds = max(3, int(o.duration * 10))
-    results = []
+    per_round: dict[str, list[float]] = {b: [] for b in bodies}
+    c_round: dict[str, list[float]] = {"drain": [], "field": []}
+    totals: dict[str, list[float]] = {b: [0, 0.0] for b in bodies}
+    note = ""
     with contextlib.ExitStack() as stack:
         gen = XskSocket(tb.peer, 0, rx_size=0, frame_size=o.frame_size)
         stack.callback(gen.close)
+        c: CDrain | None = None
+        gen_c: XskSocket | None = None
+        binary = None
+        if compare:
+            binary, note = cdrain.build()
+        if binary is not None and tb.queues > 1:
+            # The program first, so that the socket below joins it; its XSKMAP steers
+            # queue 1 to the C side's socket.
+            program = XdpProgram(tb.inner, o.mode)
+            stack.callback(program.close)
         sock = open_socket(o, tb.inner, tx_size=0)
         stack.callback(sock.close)
+        if binary is not None and tb.queues > 1:
+            c = stack.enter_context(CDrain(binary, tb.inner, 1, program.xsks_map_fd, 2048, o.batch))
+            gen_c = XskSocket(tb.peer, 1, rx_size=0, frame_size=o.frame_size)
+            stack.callback(gen_c.close)
         packets = [packet] * 2048  # the receiver's fill ring holds 2,048 frames
-        for body in bodies:
-            per_round: list[float] = []
-            total, seconds = 0, 0.0
-            for _ in range(rounds):
-                gen.send(packets, timeout=2.0)
-                gen.flush(timeout=2.0)
-                time.sleep(0.02)  # let the kernel finish delivering
-                t0 = time.perf_counter()
-                n = _drain_once(sock, o.batch, body, numpy)
-                dt = time.perf_counter() - t0
+        for _ in range(rounds):
+            for body in bodies:
+                _fill(gen, packets)
+                if body == "rust recv+recycle":
+                    n, took_ns = tools.drain(sock, o.batch)
+                    dt = took_ns / 1e9
+                else:
+                    t0 = time.perf_counter()
+                    n = _drain_once(sock, o.batch, body, numpy)
+                    dt = time.perf_counter() - t0
                 if n:
-                    per_round.append(dt / n * 1e9)
-                    total, seconds = total + n, seconds + dt
-            per_round.sort()
-            spread = (
-                f"{per_round[0]:.0f}-{per_round[len(per_round) // 2]:.0f} ns" if per_round else "-"
+                    per_round[body].append(dt / n * 1e9)
+                    totals[body][0] += n
+                    totals[body][1] += dt
+                if c is not None and gen_c is not None and body in C_BODY:
+                    _fill(gen_c, packets)
+                    cn, cns = c.drain(C_BODY[body] == "field")
+                    if cn:
+                        c_round[C_BODY[body]].append(cns / cn)
+    results = []
+    for body in bodies:
+        ns = sorted(per_round[body])
+        detail: dict[str, Any] = {
+            "min-median": f"{ns[0]:.0f}-{ns[len(ns) // 2]:.0f} ns" if ns else "-"
+        }
+        cb = "drain" if body == "rust recv+recycle" else C_BODY.get(body)
+        if cb and c_round[cb]:
+            ref = c_round[cb]
+            ratios = sorted(a / b for a, b in zip(per_round[body], ref, strict=False))
+            detail["c_ns"] = f"{sorted(ref)[0]:.1f}-{sorted(ref)[len(ref) // 2]:.1f} ns"
+            detail["ratio_to_c"] = (
+                f"{ratios[len(ratios) // 2]:.1f} ({ratios[0]:.1f}-{ratios[-1]:.1f})"
             )
-            results.append(
-                Result(
-                    f"drain {body}",
-                    total,
-                    seconds,
-                    rounds * len(packets),
-                    total,
-                    seconds,
-                    {"min-median": spread},
+        elif compare and note and cb:
+            detail["c"] = note
+        total, seconds = totals[body]
+        results.append(
+            Result(
+                f"drain {body}",
+                int(total),
+                seconds,
+                rounds * len(packets),
+                int(total),
+                seconds,
+                detail,
+            )
+        )
+    if compare and c is not None:
+        for cb, label in (("drain", "descriptors"), ("field", "one field")):
+            ref = sorted(c_round[cb])
+            if ref:
+                results.append(
+                    Result(
+                        f"drain C ({label})",
+                        len(ref) * len(packets),
+                        sum(ref) * len(packets) / 1e9,
+                        len(ref) * len(packets),
+                        len(ref) * len(packets),
+                        sum(ref) * len(packets) / 1e9,
+                        {"min-median": f"{ref[0]:.1f}-{ref[len(ref) // 2]:.1f} ns", "built": note},
+                    )
                 )
-            )
     return results
 
 
@@ -409,7 +475,10 @@ def run(o: Options, report: Callable[[Result], None] | None = None) -> list[Resu
     if o.ifname is None:
         # Jumbo packets need a jumbo MTU (and multi-buffer, on where the kernel has it).
         mtu = max(1500, o.size - 14)
-        with VethTestbed(ephemeral=True, queues=o.queues, mtu=mtu) as tb:
+        # The C side of the drain comparison takes queue 1 of the test bed.
+        draining = o.workload == "drain" or o.drain
+        queues = max(o.queues, 2) if draining and len(o.paths) > 1 else o.queues
+        with VethTestbed(ephemeral=True, queues=queues, mtu=mtu) as tb:
             one(tb, tb.inner, tb.peer)
     else:
         if o.workload != "txonly" and o.peer is None:

@@ -13,6 +13,7 @@ from afxdp_rs import _afxdp
 from afxdp_rs._afxdp import XskSocket
 
 __all__ = [
+    "drain",
     "hide_tx_wakeups",
     "l2fwd",
     "post_fill_unchecked",
@@ -67,6 +68,12 @@ def sequence_check(
     stopped answering). Returns sent, received, missing, out_of_order, corrupted,
     max_in_flight, seconds."""
     return _afxdp._rig_sequence_check(sock, template, count, batch, window, swapped, quiet)
+
+
+def drain(sock: XskSocket, batch: int = 64) -> tuple[int, int]:
+    """Empties the rx ring through the Rust API (receive, recycle), `batch` packets at
+    a time, without waiting; returns (packets, nanoseconds)."""
+    return _afxdp._rig_drain(sock, batch)
 
 
 def stop_loop(sock: XskSocket) -> None:

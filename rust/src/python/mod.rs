@@ -71,6 +71,7 @@ fn _afxdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "_rig_stop_loop",
         wrap_pyfunction!(tools::_rig_stop_loop, m)?,
     )?;
+    m.setattr("_rig_drain", wrap_pyfunction!(tools::_rig_drain, m)?)?;
     m.setattr(
         "_rig_post_fill_unchecked",
         wrap_pyfunction!(tools::_rig_post_fill_unchecked, m)?,

@@ -165,6 +165,19 @@ pub(super) fn _rig_stop_loop(sock: &Bound<'_, PySocket>) {
     sock.get().core.interrupt();
 }
 
+/// Empties the rx ring through the Rust API (receive, recycle), `batch` packets at a
+/// time; returns (packets, nanoseconds).
+#[pyfunction]
+pub(super) fn _rig_drain(
+    py: Python<'_>,
+    sock: &Bound<'_, PySocket>,
+    batch: i64,
+) -> PyResult<(u64, u64)> {
+    let batch = u32_arg("batch", batch)?;
+    let (n, t) = sock.get().with_socket(py, |s| tools::drain(s, batch))?;
+    Ok((n, t.as_nanos() as u64))
+}
+
 /// For tests of the kernel's counters only: puts `addr` on the fill ring without any
 /// check, taking it out of the socket's pool if it is there.
 #[pyfunction]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::thread_cpu_seconds;
 
-pub use loops::{l2fwd, rxdrop, txonly, Pace};
+pub use loops::{drain, l2fwd, rxdrop, txonly, Pace};
 pub use sequence::{sequence_check, SequenceRun, SequenceStats};
 
 /// What a loop did.
