@@ -123,6 +123,159 @@ impl Ledger {
         self.rx_in_kernel = self.rx_in_kernel.saturating_sub(n);
     }
 
+    /// The user now holds the frame of `d` if it is one of ours (as
+    /// [`Ledger::owns`] checks); false, changing nothing, if not. One look at the
+    /// address for both.
+    #[inline]
+    pub fn hold_if_owned(&mut self, d: &XdpDesc) -> bool {
+        let frame = self.frame_of(d.addr);
+        if frame < self.lo || frame >= self.hi || !desc_in_bounds(&self.umem, d.addr, d.len) {
+            return false;
+        }
+        let bit = ((frame - self.lo) >> self.umem.frame_size.trailing_zeros()) as usize;
+        self.held[bit / 64] |= 1 << (bit % 64);
+        self.rx_held += 1;
+        true
+    }
+
+    /// Holds the leading run of `descs` that are one-frame packets (no `XDP_PKT_CONTD`)
+    /// in frames of ours, as [`Ledger::hold_if_owned`] does for each, in one tight
+    /// loop; returns how many it held and their bytes. It stops at the first that is
+    /// not (the caller deals with it).
+    #[inline]
+    pub fn hold_run(&mut self, descs: &[XdpDesc]) -> (usize, u64) {
+        let (lo, hi) = (self.lo, self.hi);
+        let fs = self.umem.frame_size as u64;
+        let (mask, shift) = (!(fs - 1), self.umem.frame_size.trailing_zeros());
+        let umem = self.umem;
+        let held = &mut self.held[..];
+        let mut bytes = 0u64;
+        let mut k = 0;
+        // Consecutive frames share a word of the bitmap: gather a word's bits in a
+        // register and store it once, rather than a load and a store per frame that
+        // each wait for the last.
+        let (mut word, mut bits) = (usize::MAX, 0u64);
+        for d in descs {
+            let frame = d.addr & mask;
+            if d.options & crate::sys::uapi::XDP_PKT_CONTD != 0
+                || frame < lo
+                || frame >= hi
+                || !desc_in_bounds(&umem, d.addr, d.len)
+            {
+                break;
+            }
+            let bit = ((frame - lo) >> shift) as usize;
+            if bit / 64 != word {
+                if word != usize::MAX {
+                    held[word] |= bits;
+                }
+                (word, bits) = (bit / 64, 0);
+            }
+            bits |= 1 << (bit % 64);
+            bytes += d.len as u64;
+            k += 1;
+        }
+        if word != usize::MAX {
+            held[word] |= bits;
+        }
+        self.rx_held += k as u32;
+        (k, bytes)
+    }
+
+    /// Gives back the frames of `descs` (as [`Ledger::give_back`] does for each, in
+    /// one loop); returns how many were ours and held (the others change nothing).
+    #[inline]
+    pub fn give_back_all(&mut self, descs: &[XdpDesc]) -> u32 {
+        let (lo, hi) = (self.lo, self.hi);
+        let fs = self.umem.frame_size as u64;
+        let (mask, shift) = (!(fs - 1), self.umem.frame_size.trailing_zeros());
+        let mut back = 0u32;
+        self.pool.reserve(descs.len());
+        // As in hold_run: the current word of the bitmap lives in a register.
+        let (mut word, mut cur) = (usize::MAX, 0u64);
+        for d in descs {
+            let frame = d.addr & mask;
+            if frame < lo || frame >= hi {
+                continue;
+            }
+            let bit = ((frame - lo) >> shift) as usize;
+            if bit / 64 != word {
+                if word != usize::MAX {
+                    self.held[word] = cur;
+                }
+                word = bit / 64;
+                cur = self.held[word];
+            }
+            let b = 1u64 << (bit % 64);
+            if cur & b == 0 {
+                continue; // not held: a duplicate, or never handed out
+            }
+            cur &= !b;
+            self.pool.push(frame);
+            back += 1;
+        }
+        if word != usize::MAX {
+            self.held[word] = cur;
+        }
+        self.rx_held -= back;
+        back
+    }
+
+    /// How many frames may go onto the fill ring now, wherever they come from (the fill
+    /// cap leaves the rest for sending).
+    #[inline]
+    pub fn fill_cap_room(&self) -> u32 {
+        self.fill_cap.saturating_sub(self.rx_in_kernel)
+    }
+
+    /// Gives back the frames of `descs` straight to the fill ring, skipping the free
+    /// pool: each that is ours and held is handed to `put` (which writes it on the
+    /// ring); the others change nothing. Returns how many were put. Call with at most
+    /// `fill_cap_room()` descriptors.
+    #[inline]
+    pub fn give_back_to_fill(&mut self, descs: &[XdpDesc], mut put: impl FnMut(u64)) -> u32 {
+        let (lo, hi) = (self.lo, self.hi);
+        let fs = self.umem.frame_size as u64;
+        let (mask, shift) = (!(fs - 1), self.umem.frame_size.trailing_zeros());
+        let mut back = 0u32;
+        let (mut word, mut cur) = (usize::MAX, 0u64);
+        for d in descs {
+            let frame = d.addr & mask;
+            if frame < lo || frame >= hi {
+                continue;
+            }
+            let bit = ((frame - lo) >> shift) as usize;
+            if bit / 64 != word {
+                if word != usize::MAX {
+                    self.held[word] = cur;
+                }
+                word = bit / 64;
+                cur = self.held[word];
+            }
+            let b = 1u64 << (bit % 64);
+            if cur & b == 0 {
+                continue;
+            }
+            cur &= !b;
+            put(frame);
+            back += 1;
+        }
+        if word != usize::MAX {
+            self.held[word] = cur;
+        }
+        self.rx_held -= back;
+        self.rx_in_kernel += back;
+        back
+    }
+
+    /// Takes `n` free frames for the fill ring, most recently freed first (call with at
+    /// most `fill_room()`).
+    #[inline]
+    pub fn to_fill_many(&mut self, n: u32) -> impl Iterator<Item = u64> + '_ {
+        self.rx_in_kernel += n;
+        self.pool.take(n as usize)
+    }
+
     /// The user now holds the frame of `d` (checked with [`Ledger::owns`]).
     #[inline]
     pub fn hold(&mut self, d: &XdpDesc) {
@@ -280,6 +433,18 @@ mod tests {
         Forward {
             n: usize,
         },
+        /// The kernel delivers up to n fill frames in one batch (hold_run), with a
+        /// foreign descriptor at `bad` (past the end: none).
+        ReceiveRun {
+            n: usize,
+            bad: usize,
+        },
+        /// The user gives back up to n held frames at once, with a duplicate and a
+        /// foreign address: to the fill ring (give_back_to_fill) or to the pool.
+        GiveBackBatch {
+            n: usize,
+            to_fill: bool,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -290,6 +455,8 @@ mod tests {
             (0usize..20).prop_map(|n| Op::Send { n }),
             (0usize..20, any::<bool>()).prop_map(|(n, foreign)| Op::Complete { n, foreign }),
             (0usize..20).prop_map(|n| Op::Forward { n }),
+            (0usize..20, 0usize..30).prop_map(|(n, bad)| Op::ReceiveRun { n, bad }),
+            (0usize..20, any::<bool>()).prop_map(|(n, to_fill)| Op::GiveBackBatch { n, to_fill }),
         ]
     }
 
@@ -397,6 +564,50 @@ mod tests {
                             let addr = m.tx.pop_front().unwrap();
                             prop_assert_eq!(l.completed(addr), Some(true));
                         }
+                    }
+                    Op::ReceiveRun { n, bad } => {
+                        let n = n.min(m.fill.len());
+                        let mut descs: Vec<XdpDesc> = m
+                            .fill
+                            .iter()
+                            .take(n)
+                            .map(|&f| XdpDesc { addr: f, len: 60, options: 0 })
+                            .collect();
+                        if bad < descs.len() {
+                            descs[bad].addr = foreign;
+                        }
+                        let (k, bytes) = l.hold_run(&descs);
+                        // It holds the leading run of ours and stops at the foreign one.
+                        prop_assert_eq!(k, bad.min(descs.len()));
+                        prop_assert_eq!(bytes, 60 * k as u64);
+                        for d in &descs[..k] {
+                            m.fill.pop_front();
+                            m.held.push(d.addr);
+                        }
+                        l.received(k as u32);
+                    }
+                    Op::GiveBackBatch { n, to_fill } => {
+                        let n = n.min(m.held.len());
+                        let mut addrs: Vec<u64> = m.held.drain(..n).collect();
+                        let mut descs: Vec<XdpDesc> =
+                            addrs.iter().map(|&a| XdpDesc { addr: a, len: 60, options: 0 }).collect();
+                        descs.push(XdpDesc { addr: foreign, len: 60, options: 0 });
+                        if let Some(&first) = addrs.first() {
+                            descs.push(XdpDesc { addr: first, len: 60, options: 0 });
+                        }
+                        if to_fill {
+                            let room = (l.fill_cap_room() as usize).min(descs.len());
+                            let mut put = Vec::new();
+                            let back = l.give_back_to_fill(&descs[..room], |f| put.push(f));
+                            prop_assert_eq!(back as usize, put.len());
+                            m.fill.extend(put.iter().copied());
+                            // What did not fit goes to the pool.
+                            let rest = l.give_back_all(&descs[room..]);
+                            prop_assert_eq!(back + rest, n as u32, "each held frame once");
+                        } else {
+                            prop_assert_eq!(l.give_back_all(&descs), n as u32);
+                        }
+                        addrs.clear();
                     }
                     Op::Forward { n } => {
                         let n = n.min(m.fill.len());

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{errors, packet_end, XskSocket, MAX_SEGMENTS};
 use crate::error::Result;
+use crate::sys::uapi;
 use crate::umem::RxFrames;
 
 impl XskSocket {
@@ -22,9 +23,8 @@ impl XskSocket {
         }
         let mut r = self.rings.fill.reserve(want);
         let n = r.len();
-        for i in 0..n {
-            r.write(i, self.ledger.to_fill());
-        }
+        let written = r.write_iter(self.ledger.to_fill_many(n));
+        debug_assert_eq!(written, n, "fill_room() counted free frames");
         r.submit_all();
         n
     }
@@ -71,7 +71,31 @@ impl XskSocket {
         let n = peek.len();
         let first = out.len();
         let (mut at, mut taken, mut bytes) = (0u32, 0u32, 0u64);
+        // Fast path: the leading run of one-frame packets in frames of ours (what a
+        // sane kernel hands over), copied in bulk and checked in one tight loop.
+        let k = n.min(max) as usize;
+        if k > 0 {
+            let base = out.append_descs(k, |d| peek.read_into(0, d));
+            let (ok, b) = self.ledger.hold_run(&out.descs()[base..]);
+            out.keep_frames(base, ok);
+            (at, taken, bytes) = (ok as u32, ok as u32, b);
+        }
         while taken < max && at < n {
+            let d = peek.read(at);
+            if d.options & uapi::XDP_PKT_CONTD == 0 {
+                // A packet in one frame (the common case): one look at it.
+                // The kernel only returns frames we put on the fill ring; anything else
+                // would be a frame we do not own: never hand it out.
+                if self.ledger.hold_if_owned(&d) {
+                    bytes += d.len as u64;
+                    out.push_frame(d);
+                    taken += 1;
+                } else {
+                    self.counters.invalid_rx_descs += 1;
+                }
+                at += 1;
+                continue;
+            }
             let end = match packet_end(&peek, at) {
                 Some(end) => end,
                 // A packet longer than the whole window (never from a sane kernel):
@@ -80,9 +104,6 @@ impl XskSocket {
                 None => break,
             };
             let descs = (at..end).map(|i| peek.read(i));
-            // The kernel only returns frames we put on the fill ring; anything else
-            // would be a frame we do not own: never hand it out, nor the packet it is
-            // part of.
             if descs.clone().all(|d| self.ledger.owns(&d)) {
                 for d in descs.clone() {
                     self.ledger.hold(&d);
@@ -226,16 +247,31 @@ impl XskSocket {
             frames.send_home();
             return 0;
         }
-        let mut back = 0;
-        let mut invalid = 0;
-        for d in frames.drain() {
-            if self.ledger.give_back(d.addr) {
-                back += 1;
-            } else {
-                invalid += 1;
+        // The frames go straight back onto the fill ring, as many as it takes (the
+        // common case: all of them), the rest to the free pool.
+        let descs = frames.descs();
+        let (mut back, mut direct, mut filled) = (0, 0, 0);
+        if self.rings.rx.is_some() {
+            let room = self.ledger.fill_cap_room().min(descs.len() as u32);
+            let mut r = self.rings.fill.reserve(room);
+            direct = r.len() as usize;
+            let mut at = 0;
+            back = self.ledger.give_back_to_fill(&descs[..direct], |frame| {
+                r.write(at, frame);
+                at += 1;
+            });
+            r.submit(at);
+            filled = at;
+        }
+        back += self.ledger.give_back_all(&descs[direct..]);
+        self.counters.invalid_returns += descs.len() as u64 - back as u64;
+        frames.drain();
+        if filled > 0 {
+            // Frames went onto the fill ring: wake the kernel if it asks.
+            if let Err(e) = self.kick_rx_if_needed() {
+                self.pending = Some(e);
             }
         }
-        self.counters.invalid_returns += invalid;
         self.after_give_back();
         back
     }

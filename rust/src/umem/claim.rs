@@ -132,6 +132,31 @@ impl RxFrames {
 
     /// Adds a packet whose descriptors the socket has checked to lie inside its
     /// frames, which the kernel handed over (or which are peeked, see `peek`).
+    /// Adds a packet in one frame (checked as for [`RxFrames::push_packet`]).
+    #[inline]
+    pub(crate) fn push_frame(&mut self, d: XdpDesc) {
+        self.starts.push(self.descs.len() as u32);
+        self.descs.push(d);
+    }
+
+    /// Appends `k` descriptors written by `fill` (not yet packets: see
+    /// [`RxFrames::keep_frames`]); returns where they start.
+    #[inline]
+    pub(crate) fn append_descs(&mut self, k: usize, fill: impl FnOnce(&mut [XdpDesc])) -> usize {
+        let base = self.descs.len();
+        self.descs.resize(base + k, XdpDesc::default());
+        fill(&mut self.descs[base..]);
+        base
+    }
+
+    /// Of the descriptors appended at `base`, keeps the first `k` as one-frame packets
+    /// (checked as for [`RxFrames::push_packet`]) and drops the rest.
+    #[inline]
+    pub(crate) fn keep_frames(&mut self, base: usize, k: usize) {
+        self.descs.truncate(base + k);
+        self.starts.extend(base as u32..(base + k) as u32);
+    }
+
     #[inline]
     pub(crate) fn push_packet(&mut self, descs: impl IntoIterator<Item = XdpDesc>) {
         self.starts.push(self.descs.len() as u32);

@@ -321,6 +321,20 @@ impl FramePool {
         self.free.push(frame);
     }
 
+    /// Makes room for `n` more frames without reallocating on the way.
+    #[inline]
+    pub fn reserve(&mut self, n: usize) {
+        self.free.reserve(n);
+    }
+
+    /// Takes the `n` frames `pop` would return next, in that order (fewer when the
+    /// pool has fewer).
+    #[inline]
+    pub fn take(&mut self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        let from = self.free.len().saturating_sub(n);
+        self.free.drain(from..).rev()
+    }
+
     /// The free frames, the next one to be handed out last.
     #[cfg(test)]
     pub(crate) fn as_slice(&self) -> &[u64] {
