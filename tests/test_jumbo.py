@@ -165,3 +165,27 @@ def test_timestamps_are_when_each_packet_arrived(jumbo: tuple[VethTestbed, XdpMo
         peer.send(bed.frame(0, 64))
         with plain.recv(1, timeout=5.0) as batch:
             assert batch[0].timestamp is None
+
+
+def test_multi_buffer_by_default_only_where_a_packet_can_be_larger_than_a_frame() -> None:
+    """Asking the kernel for multi-buffer costs zero-copy on drivers that cannot combine
+    the two: the default asks only where it is needed. Native mode delivers packets no
+    larger than the MTU; skb mode can deliver GRO superpackets; a frame holds 3,840
+    bytes of packet by default."""
+    with VethTestbed() as bed:
+        with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
+            assert sock.multi_buffer is False
+            assert sock.max_packet == bed.mtu + 18
+        with afxdp_rs.XskSocket(bed.inner, 0, mode="skb") as sock:
+            assert sock.multi_buffer is True
+        with afxdp_rs.XskSocket(bed.inner, 0, mode="native", multi_buffer=True) as sock:
+            assert sock.multi_buffer is True
+        bed.set_mtu(bed.inner, 3840 - 18)
+        try:
+            with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
+                assert sock.multi_buffer is False
+            bed.set_mtu(bed.inner, 3840 - 17)
+            with afxdp_rs.XskSocket(bed.inner, 0, mode="native") as sock:
+                assert sock.multi_buffer is True
+        finally:
+            bed.set_mtu(bed.inner, bed.mtu)

@@ -57,6 +57,44 @@ pub struct Context<'a> {
     pub multi_buffer: bool,
 }
 
+/// Multi-buffer (asked for, or needed because a packet may be larger than a frame) on a
+/// driver that has zero-copy but cannot combine it with multi-buffer
+/// (`xdp_zc_max_segs` 1): the kernel bound in copy mode. Said, with the way to
+/// zero-copy.
+pub fn multi_buffer_costs_zerocopy(
+    ifname: &str,
+    ifindex: u32,
+    mtu: u32,
+    frame_room: u32,
+) -> Option<Advice> {
+    #[cfg(feature = "loader")]
+    {
+        let st = crate::program::query(ifindex).ok()?;
+        if st.features & crate::program::XDP_ACT_XSK_ZEROCOPY == 0 {
+            return None; // no zero-copy to lose
+        }
+        let segs = st.zc_max_segs;
+        Some(Advice {
+            ifname: ifname.to_string(),
+            features: Vec::new(),
+            message: format!(
+                "{ifname} has zero-copy, but its driver cannot combine it with multi-buffer \
+                 (xdp_zc_max_segs {segs}), so the socket runs in copy mode: multi-buffer is on \
+                 because a packet may be larger than a frame (MTU {mtu}, {frame_room} bytes \
+                 per frame for a packet). For zero-copy, lower the MTU to {} or less \
+                 (ip link set dev {ifname} mtu ...), or open the socket with \
+                 multi_buffer=False (larger packets are then dropped and counted)",
+                frame_room.saturating_sub(super::L2_OVERHEAD)
+            ),
+        })
+    }
+    #[cfg(not(feature = "loader"))]
+    {
+        let _ = (ifname, ifindex, mtu, frame_room);
+        None
+    }
+}
+
 /// Where preferred busy polling cannot work: skb mode and veth give the socket no NAPI
 /// ID (measured on Linux 6.18), so the kernel processes the packets in softirq as
 /// without it. Whether it works is known for sure once packets came: see

@@ -98,12 +98,28 @@ impl XskSocket {
         let rings = Rings::map(fd.as_fd(), &config)?;
         let registration =
             Registration::prepare(&config.steering, ifname, ifindex, queue, rings.rx.is_some())?;
+        let frame_room = config
+            .umem
+            .frame_size
+            .saturating_sub(XDP_PACKET_HEADROOM + config.umem.headroom);
+        // Multi-buffer by default only where a packet can be larger than a frame: an MTU
+        // the frame does not hold, or XDP in skb mode (superpackets after GRO) or in a
+        // program this process does not know. Elsewhere asking for it would cost
+        // zero-copy on drivers that cannot combine the two, for nothing.
+        let want_sg = match config.multi_buffer {
+            MultiBuffer::On => true,
+            MultiBuffer::Off => false,
+            MultiBuffer::Auto => {
+                rings.rx.is_none()
+                    || !registration.native_mode()
+                    || mtu.saturating_add(L2_OVERHEAD) > frame_room
+            }
+        };
         let (zerocopy, multi_buffer) = bind(
             fd.as_fd(),
-            ifname,
-            ifindex,
-            queue,
+            (ifname, ifindex, queue),
             &config,
+            want_sg,
             share,
             handed_over,
         )?;
@@ -113,10 +129,7 @@ impl XskSocket {
                 ifname,
                 ifindex,
                 skb_mode: registration.skb_mode(),
-                frame_room: config
-                    .umem
-                    .frame_size
-                    .saturating_sub(XDP_PACKET_HEADROOM + config.umem.headroom),
+                frame_room,
                 completes_checksums: config.complete_checksums,
                 multi_buffer,
             });
@@ -130,6 +143,11 @@ impl XskSocket {
             (Vec::new(), Vec::new())
         };
         let mut advice = advice;
+        if multi_buffer && !zerocopy && config.bind == BindMode::Auto {
+            advice.extend(advice::multi_buffer_costs_zerocopy(
+                ifname, ifindex, mtu, frame_room,
+            ));
+        }
         if config.busy_poll.is_some() {
             advice.extend(advice::busy_poll(ifname, registration.skb_mode()));
         }
@@ -331,14 +349,14 @@ fn map_ring(
     Ok(unsafe { RingParts::from_mapping(mapping, layout) })
 }
 
-/// Binds the socket; returns whether the kernel runs it in zero-copy mode, and
-/// whether packets may span several frames.
+/// Binds the socket to (interface name, index, queue); returns whether the kernel runs
+/// it in zero-copy mode, and whether packets may span several frames (`want_sg`: ask
+/// for multi-buffer).
 fn bind(
     fd: BorrowedFd<'_>,
-    ifname: &str,
-    ifindex: u32,
-    queue: u32,
+    (ifname, ifindex, queue): (&str, u32, u32),
     config: &SocketConfig,
+    want_sg: bool,
     share: Option<&XskSocket>,
     handed_over: bool,
 ) -> Result<(bool, bool)> {
@@ -350,7 +368,6 @@ fn bind(
     if config.need_wakeup {
         flags |= uapi::XDP_USE_NEED_WAKEUP;
     }
-    let want_sg = config.multi_buffer != MultiBuffer::Off;
     if want_sg {
         flags |= uapi::XDP_USE_SG;
     }

@@ -123,6 +123,17 @@ impl Registration {
         }
     }
 
+    /// Whether the default program runs in native (driver) mode: then packets reach
+    /// the socket no larger than the interface's MTU (in skb mode, after GRO, they can
+    /// be superpackets; with someone else's program this process cannot tell).
+    pub(super) fn native_mode(&self) -> bool {
+        #[cfg(feature = "loader")]
+        if let Target::Program(p) = &self.target {
+            return p.mode() == program::AttachMode::Native;
+        }
+        false
+    }
+
     /// Whether the program runs in skb (generic) mode, as far as this process knows.
     pub(super) fn skb_mode(&self) -> bool {
         #[cfg(feature = "loader")]
