@@ -197,8 +197,20 @@ static __always_inline int addr_matches(const __u32 *have, const __u32 *want, co
  * A global function: the verifier checks it once, on its own, instead of once per
  * iteration of the rules loop and per path into it (with it inlined, loading the
  * program took 20 times the verifier's work, which every socket open pays).
+ *
+ * AFXDP_COMPAT builds the same program for kernels before 5.18 (the library loads it
+ * when the kernel refuses this one): there a global function cannot take pointers
+ * (5.12+), so it is a static one, and the program is not marked for multi-buffer
+ * packets (xdp.frags, 5.18+), which those kernels do not deliver to AF_XDP anyway.
  */
-__attribute__((noinline)) int rule_matches(const struct afxdp_rule *r, const struct flow *f)
+#ifdef AFXDP_COMPAT
+#define RULES_FN static __attribute__((noinline))
+#define XDP_SECTION "xdp"
+#else
+#define RULES_FN __attribute__((noinline))
+#define XDP_SECTION "xdp.frags"
+#endif
+RULES_FN int rule_matches(const struct afxdp_rule *r, const struct flow *f)
 {
 	if (!r || !f)
 		return 0;
@@ -223,7 +235,7 @@ __attribute__((noinline)) int rule_matches(const struct afxdp_rule *r, const str
 	return 1;
 }
 
-SEC("xdp.frags")
+SEC(XDP_SECTION)
 int afxdp_redir_v2(struct xdp_md *ctx)
 {
 	__u32 queue = ctx->rx_queue_index;

@@ -25,11 +25,23 @@ fn main() {
     };
     let include = format!("/usr/include/{multiarch}");
 
-    let result = libbpf_cargo::SkeletonBuilder::new()
-        .source(&source)
-        .obj(out_dir.join("xsk_redirect.bpf.o"))
-        .clang_args(["-O2", "-Wall", "-idirafter", include.as_str()])
-        .build();
+    // The program, and the same for kernels before 5.18 (see AFXDP_COMPAT in it).
+    for (obj, define) in [
+        ("xsk_redirect.bpf.o", None),
+        ("xsk_redirect_compat.bpf.o", Some("-DAFXDP_COMPAT")),
+    ] {
+        let mut args = vec!["-O2", "-Wall", "-idirafter", include.as_str()];
+        args.extend(define);
+        let result = libbpf_cargo::SkeletonBuilder::new()
+            .source(&source)
+            .obj(out_dir.join(obj))
+            .clang_args(args)
+            .build();
+        check(result, &source);
+    }
+}
+
+fn check<T, E: std::fmt::Display>(result: Result<T, E>, source: &std::path::Path) {
     if let Err(err) = result {
         panic!(
             "compiling {} failed: {err:#}\n\

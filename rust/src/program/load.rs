@@ -9,7 +9,10 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::MapCore;
 
 use super::RULES_MAP_NAME;
-use super::{join, mode_name, query, XdpMode, XdpProgram, MAP_NAME, PROGRAM_NAME, PROGRAM_OBJECT};
+use super::{
+    join, mode_name, query, XdpMode, XdpProgram, MAP_NAME, PROGRAM_NAME, PROGRAM_OBJECT,
+    PROGRAM_OBJECT_COMPAT,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::RulesMap;
 use crate::sys;
@@ -27,10 +30,7 @@ fn silence_libbpf() {
 impl XdpProgram {
     pub(super) fn load_and_attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<Self> {
         silence_libbpf();
-        let object = libbpf_rs::ObjectBuilder::default()
-            .open_memory(PROGRAM_OBJECT)
-            .and_then(|open| open.load())
-            .map_err(|e| load_error(ifname, e))?;
+        let object = load_object(ifname)?;
         let prog = object
             .progs()
             .find(|p| p.name() == PROGRAM_NAME)
@@ -122,6 +122,31 @@ impl XdpProgram {
                 .and_then(|(_, e)| e.raw_os_error())
                 .unwrap_or(0),
         ))
+    }
+}
+
+/// Loads the embedded program. It is marked as handling multi-buffer packets
+/// (`xdp.frags`, 5.18+) and gives its global function pointers (5.12+): older kernels
+/// refuse it (EINVAL), and get the same program built for them (AFXDP_COMPAT), which
+/// sees single-buffer packets only (all those kernels deliver to AF_XDP: multi-buffer
+/// AF_XDP came with 6.6).
+fn load_object(ifname: &str) -> Result<libbpf_rs::Object> {
+    let load = |object: &[u8]| {
+        libbpf_rs::ObjectBuilder::default()
+            .open_memory(object)
+            .and_then(|open| open.load())
+    };
+    match load(PROGRAM_OBJECT) {
+        Ok(object) => Ok(object),
+        Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => Err(load_error(ifname, e)),
+        Err(e) => load(PROGRAM_OBJECT_COMPAT).map_err(|compat| {
+            load_error(
+                ifname,
+                libbpf_rs::Error::from(io::Error::other(format!(
+                    "{e}; and the build for kernels before 5.18: {compat}"
+                ))),
+            )
+        }),
     }
 }
 

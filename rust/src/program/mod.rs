@@ -37,6 +37,10 @@ pub mod status;
 
 /// The compiled program, embedded at build time.
 static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xsk_redirect.bpf.o"));
+/// The same program for kernels before 5.18 (built with AFXDP_COMPAT: no multi-buffer
+/// mark, no pointer arguments to a global function), loaded where the first is refused.
+static PROGRAM_OBJECT_COMPAT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/xsk_redirect_compat.bpf.o"));
 /// The program's name in the kernel, with the version of its maps' layout: a process
 /// joins only a program of its own version.
 const PROGRAM_NAME: &str = "afxdp_redir_v2";
@@ -123,6 +127,9 @@ pub struct XdpState {
     pub mode: &'static str,
     /// The driver's XDP features (NETDEV_XDP_ACT_*), 0 when the kernel does not say.
     pub features: u64,
+    /// How many frames a zero-copy packet may span (`xdp_zc_max_segs`): 1 when the
+    /// driver cannot combine zero-copy with multi-buffer, 0 when the kernel does not say.
+    pub zc_max_segs: u32,
 }
 
 /// NETDEV_XDP_ACT_BASIC: the driver runs XDP programs (native mode).
@@ -161,6 +168,7 @@ pub fn query(ifindex: u32) -> Result<XdpState> {
         prog_id,
         mode,
         features: opts.feature_flags,
+        zc_max_segs: opts.xdp_zc_max_segs,
     })
 }
 
