@@ -16,7 +16,7 @@ import pytest
 from conftest import wait_ready
 
 import afxdp_rs
-from afxdp_rs import tools
+from afxdp_rs import probe, tools
 from afxdp_rs.cli import main
 from afxdp_rs.pcap import PcapReader, PcapWriter
 from afxdp_rs.testbed import VethTestbed
@@ -201,6 +201,21 @@ def test_info(bed: VethTestbed, capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"driver\s+veth", out)
     assert re.search(r"native xdp\s+yes", out)
     assert re.search(r"zero-copy\s+no", out)
+    # What the netdev netlink family says, and what the defaults choose there.
+    assert re.search(r"xdp features\s+basic, redirect, .*rx-sg", out), out
+    assert re.search(r"defaults: bind\s+copy: the driver does not offer zero-copy", out), out
+    assert re.search(r"defaults: multi-buffer\s+off: the MTU \(1500\) fits a frame", out), out
+    r = afxdp("info", bed.inner, "--json")
+    assert r.returncode == 0, r.stderr
+    i = json.loads(r.stdout)
+    # Two sources agree: libbpf's bpf_xdp_query and the netdev family read directly.
+    bits = sum(b for b, n in probe.XDP_FEATURES.items() if n in i["kernel"]["xdp_features"])
+    assert bits == i["xdp_features"], i
+    # veth has no zero-copy: the kernel does not report its zero-copy segment limit.
+    assert i["kernel"]["xdp_zc_max_segs"] is None, i
+    assert [m for m in i["kernel"]["missing"] if "xdp_zc_max_segs" in m], i
+    rx = [q for q in i["kernel"]["queues"] if q["type"] == "rx"]
+    assert [q["id"] for q in rx] == list(range(i["rx_queues"])), i
     r = afxdp("info", "nosuchif0")
     assert r.returncode == 2
     assert r.stderr.startswith("afxdp: ") and "nosuchif0" in r.stderr

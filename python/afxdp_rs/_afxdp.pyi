@@ -408,7 +408,8 @@ class Forwarder:
         (partial checksums completed), and the kernel counters of the receiving socket
         (rx: rx_dropped, rx_ring_full, ...) and of the sending one (tx); from_down
         (the receiving interface was down at the last look: forwarding resumes when it is
-        up) and from_downs (how many times it went down).
+        up), from_downs (how many times it went down) and zerocopy (both sockets of the
+        direction are bound in zero-copy).
         """
     @property
     def running(self) -> bool:

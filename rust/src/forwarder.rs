@@ -88,6 +88,8 @@ pub struct Direction {
     /// when it is up), and how many times it went down.
     pub from_down: bool,
     pub from_downs: u64,
+    /// Whether the receiving and the sending socket are bound in zero-copy.
+    pub zerocopy: (bool, bool),
 }
 
 struct Pair {
@@ -95,6 +97,7 @@ struct Pair {
     counts: Arc<[Counts; 2]>,
     readers: [StatsReader; 2],
     links: [Arc<LinkFlags>; 2],
+    zerocopy: [bool; 2],
     thread: Option<JoinHandle<Result<()>>>,
 }
 
@@ -180,6 +183,7 @@ impl Forwarder {
             let counts: Arc<[Counts; 2]> = Arc::default();
             let readers = [sa.stats_reader(), sb.stats_reader()];
             let links = [Arc::clone(sa.watch().link()), Arc::clone(sb.watch().link())];
+            let zerocopy = [sa.zerocopy(), sb.zerocopy()];
             let (stop2, counts2) = (Arc::clone(&stop), Arc::clone(&counts));
             let batch = config.batch;
             let thread = std::thread::Builder::new()
@@ -191,6 +195,7 @@ impl Forwarder {
                 counts,
                 readers,
                 links,
+                zerocopy,
                 thread: Some(thread),
             });
         }
@@ -237,6 +242,7 @@ impl Forwarder {
                     tx: k[to],
                     from_down: p.links[from].is_down(),
                     from_downs: p.links[from].downs(),
+                    zerocopy: (p.zerocopy[from], p.zerocopy[to]),
                 });
             }
         }

@@ -20,6 +20,7 @@ from afxdp_rs.cli.common import (
     print_json,
     show,
 )
+from afxdp_rs.probe import default_choices, netdev_info
 from afxdp_rs.types import XdpMode
 
 
@@ -50,6 +51,19 @@ def _modes(i: dict[str, Any], long: bool = False) -> str:
     if i["native_xdp"] is None:
         return "skb (native: the driver does not say)" if long else "skb (native?)"
     return "native, skb" if i["native_xdp"] else "skb"
+
+
+def _list(v: list[str] | None) -> str:
+    return "unknown (not reported by this kernel)" if v is None else ", ".join(v) or "none"
+
+
+def _napi(queues: list[dict[str, Any]] | None) -> str:
+    if queues is None:
+        return "unknown (not reported by this kernel)"
+    rx = [f"rx {q['id']}: {q['napi_id'] or 'none'}" for q in queues if q["type"] == "rx"]
+    if rx and all(q["napi_id"] is None for q in queues):
+        return "none (the driver links no NAPI instance to its queues)"
+    return ", ".join(rx) if rx else "none"
 
 
 def _program(i: dict[str, Any]) -> str:
@@ -94,8 +108,10 @@ def info(ifname: str | None, as_json: bool) -> None:
         show(table)
         return
     i = interface_info(ifname)
+    kernel = netdev_info(ifname)
+    chosen = default_choices(i, kernel)
     if as_json:
-        print_json(i)
+        print_json({**i, "kernel": kernel, "defaults": chosen})
         return
     rows = [
         ("interface", f"{i['ifname']} (index {i['ifindex']})"),
@@ -106,6 +122,15 @@ def info(ifname: str | None, as_json: bool) -> None:
         ("native xdp", _yes(i["native_xdp"])),
         ("zero-copy", _yes(i["zerocopy"])),
         ("xdp program", _program(i)),
+        ("xdp features", _list(kernel["xdp_features"])),
+        ("zc max segs", _unknown(kernel["xdp_zc_max_segs"])),
+        ("rx metadata", _list(kernel["xdp_rx_metadata"])),
+        ("xsk features", _list(kernel["xsk_features"])),
+        ("napi ids", _napi(kernel["queues"])),
+        ("defaults: mode", chosen["mode"]),
+        ("defaults: bind", chosen["bind"]),
+        ("defaults: multi-buffer", chosen["multi_buffer"]),
+        *(("not reported", m) for m in kernel["missing"]),
     ]
     table = Table(show_header=False, box=None)
     for k, v in rows:

@@ -107,7 +107,8 @@ impl PyForwarder {
     /// (partial checksums completed), and the kernel counters of the receiving socket
     /// (rx: rx_dropped, rx_ring_full, ...) and of the sending one (tx); from_down
     /// (the receiving interface was down at the last look: forwarding resumes when it is
-    /// up) and from_downs (how many times it went down).
+    /// up), from_downs (how many times it went down) and zerocopy (both sockets of the
+    /// direction are bound in zero-copy).
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let report = self.with(|f| Ok(f.report()?))?;
         report
@@ -124,6 +125,7 @@ impl PyForwarder {
                 out.set_item("tx", kernel_dict(py, &d.tx)?)?;
                 out.set_item("from_down", d.from_down)?;
                 out.set_item("from_downs", d.from_downs)?;
+                out.set_item("zerocopy", d.zerocopy.0 && d.zerocopy.1)?;
                 Ok(out)
             })
             .collect()
