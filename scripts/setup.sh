@@ -42,3 +42,7 @@ VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q
 # The QEMU guest of the vhost-user tests: QEMU itself, and a kernel and initramfs in
 # target/guest (downloaded and built once; a no-op when up to date).
 scripts/guest-image
+# The kernels of the guest test tier (tests/test_guest_tier.py): Debian's own packages
+# of 6.18 (the others: scripts/guest-kernels NAME), unpacked into target/guest-tier,
+# and virtme-ng (once).
+scripts/guest-kernels 6.18

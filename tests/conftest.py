@@ -15,6 +15,10 @@ import afxdp_rs
 from afxdp_rs import privileged
 from afxdp_rs.testbed import VethTestbed
 
+# The guest tier's own suite runs inside the guests tests/test_guest_tier.py boots, not
+# on the host.
+collect_ignore = [] if os.environ.get("AFXDP_IN_GUEST") else ["in_guest"]
+
 # AF_XDP sockets, XDP programs and network namespaces need root (CAP_NET_ADMIN,
 # CAP_NET_RAW, CAP_BPF, CAP_SYS_ADMIN). CI runs as root and sets AFXDP_REQUIRE_ROOT=1,
 # so there a missing privilege fails the run instead of skipping tests.

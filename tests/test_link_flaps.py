@@ -355,7 +355,12 @@ def test_send_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) -> 
         args = ("send", bed.inner, "--from", str(src), "--loop", "20", "--rate", "1000")
         with afxdp_in(bed, *args) as p:
             lines = Lines(p)
-            got = [rx.recv(2048) for _ in range(200)]
+            # The first frame comes once the command has started: seconds on a slow
+            # machine (20 s in a TCG guest, where its imports come over 9p).
+            rx.settimeout(120.0)
+            got = [rx.recv(2048)]
+            rx.settimeout(10.0)
+            got += [rx.recv(2048) for _ in range(199)]
             flap_seen(bed, lines, bed.inner)
             got += [rx.recv(2048) for _ in range(1800)]
             stdout = ended(p, timeout=60)

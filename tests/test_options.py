@@ -437,15 +437,22 @@ def test_statistics_counters(bed: VethTestbed, generators: list[afxdp_rs.XskSock
         tools.post_tx_unchecked(s, last_frame, 5000)  # longer than a frame
         st = s.statistics()
         assert st["tx_invalid_descs"] == 2, st
+        # The address outside the UMEM is never taken into the pool. The frame of the
+        # too-long one: Linux 6.18.44 hands it back on the completion ring (once), and
+        # it is free again; Debian's 6.18.15 (copy mode) keeps it, and it stays
+        # outstanding. Either way every frame is accounted for.
+        if st["tx_outstanding"] == 0:
+            assert st["invalid_completions"] == 1, st
+            assert st["free_frames"] + 2048 == 4096, st
+        else:
+            assert st["tx_outstanding"] == 1, st
+            assert st["free_frames"] + 1 + 2048 == 4096, st
+    with afxdp_rs.XskSocket(bed.inner, 0) as s:
         # Through the API nothing invalid reaches the kernel.
         assert s.send([bed.frame(i, 64) for i in range(100)], timeout=1.0) == 100
         assert s.flush(timeout=1.0)
         st = s.statistics()
-        assert st["tx_invalid_descs"] == 2, st
-        # The kernel hands invalid descriptors back too: the one outside the UMEM is
-        # never taken into the pool, the frame is (once).
-        assert st["invalid_completions"] == 1, st
-        assert st["free_frames"] + 2048 == 4096, st
+        assert st["tx_invalid_descs"] == 0, st
         # tx_ring_empty_descs: woken to send, the kernel drained the ring and then
         # found it empty.
         assert st["tx_ring_empty_descs"] >= 1, st
