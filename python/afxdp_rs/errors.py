@@ -73,7 +73,7 @@ class SocketClosedError(AfXdpError, ValueError):
 
 
 class PrivilegeError(AfXdpError, PermissionError):
-    """A capability is missing (CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF)."""
+    """A capability is missing (CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON)."""
 
 
 class MemlockError(AfXdpError, OSError):

@@ -1,6 +1,6 @@
 """Unprivileged use: a privileged helper prepares, an unprivileged worker uses.
 
-Loading an XDP program needs CAP_BPF and CAP_NET_ADMIN; creating an AF_XDP socket needs
+Loading an XDP program needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; creating an AF_XDP socket needs
 CAP_NET_RAW. Setting a socket up and using it needs none of them, only enough locked
 memory (RLIMIT_MEMLOCK) for its UMEM. So, as QEMU's ``sock-fds`` does:
 
@@ -65,7 +65,8 @@ class Prepared:
 
 def prepare(ifname: str, queues: int = 1, start_queue: int = 0, mode: XdpMode = "auto") -> Prepared:
     """Attaches the default program to ``ifname`` and creates one AF_XDP socket per
-    queue, already in the program's XSKMAP (needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)."""
+    queue, already in the program's XSKMAP (needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN,
+    CAP_NET_RAW)."""
     ids = queue_range(ifname, queues, start_queue)
     program = XdpProgram(ifname, mode)
     sockets: list[socket.socket] = []

@@ -114,7 +114,7 @@ def need_root() -> None:
     if os.geteuid() != 0:
         raise click.ClickException(
             "AF_XDP sockets, XDP programs and network namespaces need root (or "
-            "CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF): run with sudo"
+            "CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON): run with sudo"
         )
 
 

@@ -155,8 +155,8 @@ fn load_error(ifname: &str, e: libbpf_rs::Error) -> Error {
         Error::new(
             ErrorKind::Permission,
             format!(
-                "loading the XDP program for {ifname} needs CAP_BPF and CAP_NET_ADMIN (or \
-                 root): run with those capabilities, or let a privileged process load it"
+                "loading the XDP program for {ifname} needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN \
+                 (or root): run with those capabilities, or let a privileged process load it"
             ),
         )
         .with_errno(libc::EPERM)
