@@ -257,3 +257,22 @@ def test_busy_polling_with_a_real_napi() -> None:
             f.write("0")
         with open("/sys/class/net/eth0/gro_flush_timeout", "w") as f:
             f.write("0")
+
+
+def test_sending_with_busy_polling_in_zerocopy() -> None:
+    """A zero-copy socket that prefers busy polling gets no driver wakeup from
+    sendto(2): the kernel busy-polls the socket's NAPI instead, and virtio_net (6.18)
+    transmits from its TX NAPI only, so the first descriptor stayed on the ring for
+    ever. The socket notices (re-kicks without a completion), stops preferring busy
+    polling, says so in busy_poll_tx_fallbacks, and every frame is sent."""
+    with (
+        afxdp_rs.XskSocket("eth0", 0, busy_poll=True, busy_poll_usecs=50) as sock,
+        packet_socket("eth1") as peer,
+    ):
+        outbound = [frame(s, 64 + s, dst="eth1", src="eth0") for s in range(50)]
+        assert sock.send(outbound, timeout=10.0) == len(outbound)
+        assert sock.flush(timeout=10.0), sock.statistics()
+        assert [peer.recv(2048) for _ in outbound] == outbound
+        st = sock.statistics()
+        assert st["tx_completed"] == len(outbound) and st["tx_outstanding"] == 0, st
+        assert st["busy_poll_tx_fallbacks"] == (1 if sock.zerocopy else 0), st

@@ -435,7 +435,7 @@ impl PySocket {
             ))
         })?;
         let d = PyDict::new(py);
-        let items: [(&str, u64); 28] = [
+        let items: [(&str, u64); 29] = [
             // The link as last seen (1: down; the socket stays usable) and how many
             // times the socket saw it go down (it looks when it waits, sends, or is
             // asked through link_up).
@@ -454,6 +454,7 @@ impl PySocket {
             ("tx_completed", c.tx_completed),
             ("tx_wakeups", c.tx_wakeups),
             ("tx_rekicks", c.tx_rekicks),
+            ("busy_poll_tx_fallbacks", c.busy_poll_tx_fallbacks),
             ("rx_wakeups", c.rx_wakeups),
             ("invalid_completions", c.invalid_completions),
             ("invalid_rx_descs", c.invalid_rx_descs),

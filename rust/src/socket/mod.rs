@@ -77,6 +77,13 @@ pub struct Counters {
     /// flight and no completion had come for [`REKICK_AFTER`](tx::REKICK_AFTER): a
     /// sender never waits forever on a wakeup the kernel did not ask for.
     pub tx_rekicks: u64,
+    /// 1 when preferred busy polling was turned off for this socket because, in
+    /// zero-copy, it kept the kernel from waking the driver to send: with it the kernel
+    /// sends only from the NAPI instance it busy-polls, and drivers whose transmit runs
+    /// elsewhere (virtio_net on Linux 6.18) then never send (see
+    /// [`REKICK_AFTER`](tx::REKICK_AFTER)). Receiving still busy-polls in the socket's
+    /// own system calls; the kernel no longer defers to them.
+    pub busy_poll_tx_fallbacks: u64,
     /// System calls made because the kernel asked for a wakeup (fill ring).
     pub rx_wakeups: u64,
     /// Completion-ring addresses that were not this socket's frames (dropped, never
@@ -146,7 +153,8 @@ pub struct XskSocket {
     /// A failure to report on the next call (e.g. after packets were already queued).
     pending: Option<Error>,
     /// Since when frames have been in flight without a completion (None: not stalled).
-    tx_stalled_since: Option<std::time::Instant>,
+    /// With the re-kicks made since the stall began.
+    tx_stalled_since: Option<(std::time::Instant, u64)>,
     /// Rx entries looked at with `rx_peek` and not yet consumed or cancelled, and the
     /// id of that peek.
     peeked: u32,

@@ -18,6 +18,10 @@ use crate::sys::{self, uapi, XdpDesc};
 /// did not need costs one system call per interval of a stall.
 pub const REKICK_AFTER: Duration = Duration::from_millis(10);
 
+/// Re-kicks in one stall (no completion in between) after which a zero-copy socket
+/// that prefers busy polling stops preferring it (see `busy_poll_tx_fallbacks`).
+const BUSY_POLL_TX_REKICKS: u64 = 3;
+
 /// What one [`XskSocket::send_step`] achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStep {
@@ -72,16 +76,30 @@ impl XskSocket {
         }
         let now = Instant::now();
         match self.tx_stalled_since {
-            Some(since) if now.duration_since(since) >= REKICK_AFTER => {
-                self.tx_stalled_since = Some(now);
+            Some((since, kicks)) if now.duration_since(since) >= REKICK_AFTER => {
+                self.tx_stalled_since = Some((now, kicks + 1));
                 self.counters.tx_rekicks += 1;
+                if self.zerocopy
+                    && self.config.busy_poll.is_some()
+                    && self.counters.busy_poll_tx_fallbacks == 0
+                    && kicks + 1 >= BUSY_POLL_TX_REKICKS
+                {
+                    // In zero-copy a socket that prefers busy polling gets no driver
+                    // wakeup from sendto(2): the kernel busy-polls the socket's NAPI
+                    // instead, which on some drivers never transmits. Measured on
+                    // virtio_net (6.18): the first descriptor stayed on the ring for
+                    // ever. Without the preference the kick wakes the driver again.
+                    if sys::xsk::set_socket_int(self.fd(), libc::SO_PREFER_BUSY_POLL, 0).is_ok() {
+                        self.counters.busy_poll_tx_fallbacks = 1;
+                    }
+                }
                 let answer = sys::xsk::kick_tx(self.fd());
                 if let Err(e) = self.watch.settle_kick(answer, "sending") {
                     self.pending.get_or_insert(e);
                 }
             }
             Some(_) => {}
-            None => self.tx_stalled_since = Some(now),
+            None => self.tx_stalled_since = Some((now, 0)),
         }
     }
 
