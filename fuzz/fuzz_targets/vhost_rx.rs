@@ -18,12 +18,16 @@ use afxdp_rs::vhost::datapath::QueuePair;
 use afxdp_rs::vhost::virtio_net::NetFeatures;
 use afxdp_rs::vhost::{NetPort, QueueStats};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "guest_model.rs"]
+mod guest_model;
+use guest_model::{guest_memory, snapshot, Input};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use virtio_queue::mock::MockSplitQueue;
 use virtio_queue::QueueT;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::epoll::EventSet;
 
 const QSIZE: u16 = 16;
@@ -68,39 +72,10 @@ impl NetPort for OfferPort {
     }
 }
 
-/// Reads fuzzer bytes as little-endian fields, zeros once they run out.
-struct Input<'a>(&'a [u8]);
-impl Input<'_> {
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        let n = self.0.len().min(N);
-        out[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        out
-    }
-    fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes(self.take())
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let mut b = Input(data);
     let flags = b.u8();
-    // Guest memory: the queue's region at 0, and up to two more (buffers), of
-    // fuzzer-chosen sizes at fuzzer-chosen places.
-    let mut regions = vec![(GuestAddress(0), 0x1_0000usize)];
-    for i in 0..(flags & 3).min(2) {
-        let base = 0x2_0000 + u64::from(b.u8()) * 0x1000 + u64::from(i) * 0x10_0000;
-        let size = (usize::from(b.u8()) + 1) * 0x100;
-        regions.push((GuestAddress(base), size));
-    }
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&regions) else {
+    let Some((mem, regions)) = guest_memory(flags, &mut b) else {
         return;
     };
     let vq = MockSplitQueue::create(&mem, GuestAddress(0), QSIZE);
@@ -154,17 +129,7 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
 
-    let snapshot = |m: &GuestMemoryMmap| -> Vec<Vec<u8>> {
-        regions
-            .iter()
-            .map(|&(base, size)| {
-                let mut v = vec![0u8; size];
-                m.read_slice(&mut v, base).unwrap();
-                v
-            })
-            .collect()
-    };
-    let before = snapshot(&mem);
+    let before = snapshot(&mem, &regions);
 
     let mut q: virtio_queue::Queue = vq.create_queue().unwrap();
     q.set_event_idx(flags & 0x10 != 0);
@@ -199,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => assert!(s.ring_errors > 0, "a ring error not counted"),
     }
     // Guest memory: changed only in device-writable buffers and the used ring.
-    let after = snapshot(&mem);
+    let after = snapshot(&mem, &regions);
     let used = vq.used_addr().0;
     let used_end = used + 4 + 8 * u64::from(QSIZE) + 2;
     for (r, (old, new)) in before.iter().zip(&after).enumerate() {
