@@ -186,39 +186,17 @@ impl Ledger {
     /// one loop); returns how many were ours and held (the others change nothing).
     #[inline]
     pub fn give_back_all(&mut self, descs: &[XdpDesc]) -> u32 {
-        let (lo, hi) = (self.lo, self.hi);
-        let fs = self.umem.frame_size as u64;
-        let (mask, shift) = (!(fs - 1), self.umem.frame_size.trailing_zeros());
-        let mut back = 0u32;
         self.pool.reserve(descs.len());
-        // As in hold_run: the current word of the bitmap lives in a register.
-        let (mut word, mut cur) = (usize::MAX, 0u64);
-        for d in descs {
-            let frame = d.addr & mask;
-            if frame < lo || frame >= hi {
-                continue;
-            }
-            let bit = ((frame - lo) >> shift) as usize;
-            if bit / 64 != word {
-                if word != usize::MAX {
-                    self.held[word] = cur;
-                }
-                word = bit / 64;
-                cur = self.held[word];
-            }
-            let b = 1u64 << (bit % 64);
-            if cur & b == 0 {
-                continue; // not held: a duplicate, or never handed out
-            }
-            cur &= !b;
-            self.pool.push(frame);
-            back += 1;
-        }
-        if word != usize::MAX {
-            self.held[word] = cur;
-        }
+        let (window, pool) = (self.window(), &mut self.pool);
+        let back = release_held(&mut self.held, window, descs, |frame| pool.push(frame));
         self.rx_held -= back;
         back
+    }
+
+    /// This ledger's frames: (first address, end address, frame size).
+    #[inline]
+    fn window(&self) -> (u64, u64, u32) {
+        (self.lo, self.hi, self.umem.frame_size)
     }
 
     /// How many frames may go onto the fill ring now, wherever they come from (the fill
@@ -233,36 +211,9 @@ impl Ledger {
     /// ring); the others change nothing. Returns how many were put. Call with at most
     /// `fill_cap_room()` descriptors.
     #[inline]
-    pub fn give_back_to_fill(&mut self, descs: &[XdpDesc], mut put: impl FnMut(u64)) -> u32 {
-        let (lo, hi) = (self.lo, self.hi);
-        let fs = self.umem.frame_size as u64;
-        let (mask, shift) = (!(fs - 1), self.umem.frame_size.trailing_zeros());
-        let mut back = 0u32;
-        let (mut word, mut cur) = (usize::MAX, 0u64);
-        for d in descs {
-            let frame = d.addr & mask;
-            if frame < lo || frame >= hi {
-                continue;
-            }
-            let bit = ((frame - lo) >> shift) as usize;
-            if bit / 64 != word {
-                if word != usize::MAX {
-                    self.held[word] = cur;
-                }
-                word = bit / 64;
-                cur = self.held[word];
-            }
-            let b = 1u64 << (bit % 64);
-            if cur & b == 0 {
-                continue;
-            }
-            cur &= !b;
-            put(frame);
-            back += 1;
-        }
-        if word != usize::MAX {
-            self.held[word] = cur;
-        }
+    pub fn give_back_to_fill(&mut self, descs: &[XdpDesc], put: impl FnMut(u64)) -> u32 {
+        let window = self.window();
+        let back = release_held(&mut self.held, window, descs, put);
         self.rx_held -= back;
         self.rx_in_kernel += back;
         back
@@ -387,6 +338,46 @@ impl Ledger {
             total: ((self.hi - self.lo) / self.umem.frame_size as u64) as u32,
         }
     }
+}
+
+/// Clears the held bit of each frame of `descs` that is ours and held, and hands it
+/// to `each`; the others change nothing. Returns how many were handed on. As in
+/// hold_run, the current word of the bitmap lives in a register.
+#[inline]
+fn release_held(
+    held: &mut [u64],
+    (lo, hi, frame_size): (u64, u64, u32),
+    descs: &[XdpDesc],
+    mut each: impl FnMut(u64),
+) -> u32 {
+    let (mask, shift) = (!(frame_size as u64 - 1), frame_size.trailing_zeros());
+    let mut back = 0u32;
+    let (mut word, mut cur) = (usize::MAX, 0u64);
+    for d in descs {
+        let frame = d.addr & mask;
+        if frame < lo || frame >= hi {
+            continue;
+        }
+        let bit = ((frame - lo) >> shift) as usize;
+        if bit / 64 != word {
+            if word != usize::MAX {
+                held[word] = cur;
+            }
+            word = bit / 64;
+            cur = held[word];
+        }
+        let b = 1u64 << (bit % 64);
+        if cur & b == 0 {
+            continue; // not held: a duplicate, or never handed out
+        }
+        cur &= !b;
+        each(frame);
+        back += 1;
+    }
+    if word != usize::MAX {
+        held[word] = cur;
+    }
+    back
 }
 
 #[cfg(test)]
