@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -55,27 +55,45 @@ def _schedule(
     return None
 
 
-def _paced(
-    frames: list[bytes], plan: tuple[list[float], float], loops: int, stop: Stopping
-) -> Iterator[list[bytes]]:
+class _Paced:
     """The frames in chunks of those due now (at most BATCH), waiting for each chunk's
-    time; ends early when stopped."""
-    due, period = plan
-    start = time.monotonic()
-    for n in range(loops):
-        base = start + n * period
-        i = 0
-        while i < len(frames) and not stop.asked:
-            wait = base + due[i] - time.monotonic()
-            if wait > 0:
-                stop.sleep(wait)
-                continue
-            now = time.monotonic() - base
-            j = min(bisect.bisect_right(due, now, lo=i), i + BATCH)
-            yield frames[i : max(j, i + 1)]
-            i = max(j, i + 1)
-        if stop.asked:
-            return
+    time; ends early when stopped. Time given to `pause` (a link that was down) moves
+    everything still due later: the rate asked for holds afterwards too, instead of
+    the missed packets leaving in one burst at line rate."""
+
+    def __init__(
+        self,
+        frames: list[bytes],
+        plan: tuple[list[float], float],
+        loops: int,
+        stop: Stopping,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._frames, self._plan, self._loops, self._stop = frames, plan, loops, stop
+        self._clock = clock
+        self._paused = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self._paused += seconds
+
+    def __iter__(self) -> Iterator[list[bytes]]:
+        frames, stop = self._frames, self._stop
+        due, period = self._plan
+        start = self._clock()
+        for n in range(self._loops):
+            i = 0
+            while i < len(frames) and not stop.asked:
+                base = start + self._paused + n * period
+                wait = base + due[i] - self._clock()
+                if wait > 0:
+                    stop.sleep(wait)
+                    continue
+                now = self._clock() - base
+                j = min(bisect.bisect_right(due, now, lo=i), i + BATCH)
+                yield frames[i : max(j, i + 1)]
+                i = max(j, i + 1)
+            if stop.asked:
+                return
 
 
 def _fast(frames: list[bytes], loops: int, stop: Stopping) -> Iterator[list[bytes]]:
@@ -130,8 +148,8 @@ def send_cmd(
 ) -> None:
     """Replay the frames of a capture file on IFNAME, LOOP times: as fast as possible,
     at RATE packets/s, at MBPS, or at the recorded timing (--timing, or -x to speed it
-    up or slow it down). Ctrl-C or SIGTERM stops within a second and prints what was
-    sent."""
+    up or slow it down). A link that goes down pauses the replay; it resumes at its
+    pace. Ctrl-C or SIGTERM stops within a second and prints what was sent."""
     need_root()
     ifname, extra = pick_interface(iface, (ifname,) if ifname else ())
     if extra:
@@ -154,9 +172,9 @@ def send_cmd(
             ticks = Intervals(interval, as_json)
             deadline = None if duration is None else time.monotonic() + duration
             with Rates(f"send {name}:{queue}") as rates, Stopping() as stop:
-                chunks = (
-                    _fast(frames, loop, stop) if plan is None else _paced(frames, plan, loop, stop)
-                )
+                paced = None if plan is None else _Paced(frames, plan, loop, stop)
+                chunks = _fast(frames, loop, stop) if paced is None else iter(paced)
+                down_since: float | None = None
                 for chunk in chunks:
                     if deadline is not None and time.monotonic() >= deadline:
                         break
@@ -166,8 +184,13 @@ def send_cmd(
                         try:
                             n = sock.send(chunk, timeout=0.5)
                             links.saw(name, False)
+                            if down_since is not None and paced is not None:
+                                paced.pause(time.monotonic() - down_since)
+                            down_since = None
                         except LinkDownError:
                             links.saw(name, True)  # nothing more was queued: wait
+                            if down_since is None:
+                                down_since = time.monotonic()
                             stop.sleep(0.1)
                             continue
                         rates.add(n, sum(len(f) for f in chunk[:n]))
