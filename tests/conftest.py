@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import re
 import shutil
 import subprocess
 import threading
@@ -44,6 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bed(queues=1, veths=()): the shape of the module's veth test bed"
     )
+
+
+def kernel() -> tuple[int, int]:
+    """The running kernel's version, (major, minor)."""
+    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    assert m, platform.release()
+    return int(m.group(1)), int(m.group(2))
 
 
 def require_tool(name: str, why: str) -> str:

@@ -90,7 +90,24 @@ def peer_drops(bed: VethTestbed) -> Iterator[dict[str, int]]:
     yield {"before": bed.link_stats(bed.peer).get("tx_dropped", 0)}
 
 
+def drops_while_down_are_counted(bed: VethTestbed) -> bool:
+    """Whether this kernel counts a frame sent into a veth whose other end is down in
+    the sender's tx_dropped. 6.18 does; 6.1 accepts the frame and drops it without a
+    counter anywhere (not the device's, not the qdisc's), so there the frames sent
+    while the link was down cannot be accounted for exactly."""
+    bed.add_veth("cnt0", "cnt1")
+    try:
+        bed.set_link_state("cnt1", up=False)
+        before = bed.link_stats("cnt0").get("tx_dropped", 0)
+        with bed.packet_socket("cnt0") as s:
+            s.send(bed.frame(0, 64))
+        return bed.link_stats("cnt0").get("tx_dropped", 0) > before
+    finally:
+        bed.delete_link("cnt0")
+
+
 def test_blocking_api_rides_through_flaps(bed: VethTestbed, peer_drops: dict[str, int]) -> None:
+    counted = drops_while_down_are_counted(bed)
     with afxdp_rs.XskSocket(bed.inner, 0) as sock:
         got: list[bytes] = []
         done = threading.Event()
@@ -136,14 +153,19 @@ def test_blocking_api_rides_through_flaps(bed: VethTestbed, peer_drops: dict[str
         # ENOBUFS: the device dropped the frame (and counted it) after taking it.
         counted_refusals = sender.refused.get(errno.ENOBUFS, 0)
         assert set(seqs) <= set(sender.accepted)
-        assert len(seqs) + dropped + lost_in_xsk == len(sender.accepted) + counted_refusals, (
-            len(seqs),
-            dropped,
-            lost_in_xsk,
-            len(sender.accepted),
-            sender.refused,
-        )
-        assert dropped > 0  # the flaps happened under traffic
+        accounted = (len(seqs), dropped, lost_in_xsk, len(sender.accepted), sender.refused)
+        if counted:
+            assert len(seqs) + dropped + lost_in_xsk == len(sender.accepted) + counted_refusals, (
+                accounted
+            )
+            assert dropped > 0  # the flaps happened under traffic
+        else:
+            # Nothing arrived that was not accepted, nothing twice; what is missing the
+            # kernel dropped without a count (the flaps happened under traffic).
+            assert len(seqs) + dropped + lost_in_xsk <= len(sender.accepted) + counted_refusals, (
+                accounted
+            )
+            assert len(seqs) < len(sender.accepted), accounted
         # The socket sends again.
         assert sock.send([bed.frame(7, 64)], timeout=1.0) == 1 and sock.flush(timeout=2.0)
 

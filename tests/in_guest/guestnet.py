@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import platform
-import re
 import subprocess
 import time
 
+from conftest import kernel
+
+__all__ = ["NICS", "carrier", "kernel", "up"]
+
 NICS = ("eth0", "eth1", "eth2", "eth3")
-
-
-def kernel() -> tuple[int, int]:
-    """The running kernel's version, (major, minor)."""
-    m = re.match(r"(\d+)\.(\d+)", platform.release())
-    assert m, platform.release()
-    return int(m.group(1)), int(m.group(2))
 
 
 def carrier(nic: str) -> bool:
