@@ -43,6 +43,6 @@ VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q
 # target/guest (downloaded and built once; a no-op when up to date).
 scripts/guest-image
 # The kernels of the guest test tier (tests/test_guest_tier.py): Debian's own packages
-# of 6.18 (the others: scripts/guest-kernels NAME), unpacked into target/guest-tier,
-# and virtme-ng (once).
-scripts/guest-kernels 6.18
+# of 6.1, 6.12 and 6.18 (5.10 too: scripts/guest-kernels 5.10), unpacked into
+# target/guest-tier, and virtme-ng (once).
+scripts/guest-kernels 6.1 6.12 6.18
