@@ -178,57 +178,84 @@ pub(super) fn serve<P: NetPort + 'static>(
 ) -> Result<()> {
     let mut number = 0u64;
     while let Some(front) = next_frontend(mode, &ends, control) {
-        let mut daemon = VhostUserDaemon::new(
-            "afxdp-vhost-req".to_string(),
-            backend.clone(),
-            backend.memory().clone(),
-        )
-        .map_err(|e| failed("starting the vhost-user daemon", e))?;
-        // The backend registers its sockets with this daemon's worker threads: attach
-        // before any message can enable a vring.
-        attach_daemon_handlers(&backend, &daemon.get_epoll_handlers());
-        let started = UnixStream::connect_addr(&ends.daemon_addr)
-            .map_err(|e| e.to_string())
-            .and_then(|to_daemon| {
-                daemon.start(&mut ends.daemon).map_err(|e| e.to_string())?;
-                Relay::start(front, to_daemon).map_err(|e| e.to_string())
-            });
-        let relay = match started {
-            Ok(r) => r,
-            Err(e) => {
-                for h in daemon.get_epoll_handlers() {
-                    h.send_exit_event();
-                }
-                drop(daemon);
-                backend.reclaim_exit_events();
-                backend.disconnect();
-                return Err(failed("serving a frontend", e));
-            }
-        };
         number += 1;
-        control.connected(daemon.shutdown_handle());
-        control.event(format!("frontend connected (connection {number})"));
-        let how = match daemon.wait() {
-            Ok(()) => "frontend disconnected".to_string(),
-            // What a VMM that exits, or a guest powered off, looks like.
-            Err(vhost_user_backend::Error::HandleRequest(
-                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
-            )) => "frontend disconnected".to_string(),
-            Err(e) => format!("connection ended: {e}"),
-        };
-        // Stop the worker threads, then drop the daemon (which joins them).
-        for h in daemon.get_epoll_handlers() {
-            h.send_exit_event();
+        serve_connection(&backend, &mut ends, front, control, number)?;
+    }
+    Ok(())
+}
+
+/// Serves one frontend connection as [`VhostUser`](super::VhostUser) serves each of
+/// its own (relayed to a daemon of its own, with its worker threads) until it ends,
+/// and says how it ended. For a test or a fuzz target that drives a backend over a
+/// connection of its own.
+pub fn serve_one<P: NetPort + 'static>(
+    backend: Arc<NetBackend<P>>,
+    frontend: UnixStream,
+) -> Result<String> {
+    let control = Control::new()?;
+    let mut ends = listen(&Mode::Client(PathBuf::new()))?;
+    serve_connection(&backend, &mut ends, frontend, &control, 1)?;
+    Ok(control.events(0).pop().unwrap_or_default())
+}
+
+/// One connection: a new daemon, the relay, until the frontend goes; an error only
+/// when the daemon or the relay could not start.
+fn serve_connection<P: NetPort + 'static>(
+    backend: &Arc<NetBackend<P>>,
+    ends: &mut Endpoints,
+    front: UnixStream,
+    control: &Control,
+    number: u64,
+) -> Result<()> {
+    let mut daemon = VhostUserDaemon::new(
+        "afxdp-vhost-req".to_string(),
+        backend.clone(),
+        backend.memory().clone(),
+    )
+    .map_err(|e| failed("starting the vhost-user daemon", e))?;
+    // The backend registers its sockets with this daemon's worker threads: attach
+    // before any message can enable a vring.
+    attach_daemon_handlers(backend, &daemon.get_epoll_handlers());
+    let started = UnixStream::connect_addr(&ends.daemon_addr)
+        .map_err(|e| e.to_string())
+        .and_then(|to_daemon| {
+            daemon.start(&mut ends.daemon).map_err(|e| e.to_string())?;
+            Relay::start(front, to_daemon).map_err(|e| e.to_string())
+        });
+    let relay = match started {
+        Ok(r) => r,
+        Err(e) => {
+            for h in daemon.get_epoll_handlers() {
+                h.send_exit_event();
+            }
+            drop(daemon);
+            backend.reclaim_exit_events();
+            backend.disconnect();
+            return Err(failed("serving a frontend", e));
         }
-        drop(daemon);
-        backend.reclaim_exit_events();
-        let relayed = relay.join();
-        backend.disconnect();
-        control.disconnected();
-        match relayed {
-            Ok(()) => control.event(format!("{how} (connection {number})")),
-            Err(e) => control.event(format!("{how} (connection {number}); relay: {e}")),
-        }
+    };
+    control.connected(daemon.shutdown_handle());
+    control.event(format!("frontend connected (connection {number})"));
+    let how = match daemon.wait() {
+        Ok(()) => "frontend disconnected".to_string(),
+        // What a VMM that exits, or a guest powered off, looks like.
+        Err(vhost_user_backend::Error::HandleRequest(
+            vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+        )) => "frontend disconnected".to_string(),
+        Err(e) => format!("connection ended: {e}"),
+    };
+    // Stop the worker threads, then drop the daemon (which joins them).
+    for h in daemon.get_epoll_handlers() {
+        h.send_exit_event();
+    }
+    drop(daemon);
+    backend.reclaim_exit_events();
+    let relayed = relay.join();
+    backend.disconnect();
+    control.disconnected();
+    match relayed {
+        Ok(()) => control.event(format!("{how} (connection {number})")),
+        Err(e) => control.event(format!("{how} (connection {number}); relay: {e}")),
     }
     Ok(())
 }
