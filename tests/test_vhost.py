@@ -1,8 +1,9 @@
 """A real QEMU guest whose NIC is served by afxdp_rs's vhost-user backend: the guest's
 kernel stack talks through AF_XDP sockets on one end of a veth pair to a kernel stack
 on the other end (ping, TCP each way with sha256), with two queue pairs, across a
-guest reboot, a backend restart (in-process, as client, and after SIGKILL) and with
-two VMs on two queues of one interface served by two processes.
+guest reboot, a backend restart (in-process, as client, and after SIGKILL), with
+two VMs on two queues of one interface served by two processes, and with one queue
+pair flooded or starved by its guest while the other is measured.
 
 The guest runs under TCG (KVM does not work on this machine kind) with its NIC on
 legacy interrupts (``vectors=0``): QEMU 7.2 crashes when a vhost-user device uses
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import eventually, require_tool
@@ -559,3 +561,97 @@ def test_runs_with_only_the_capabilities_it_needs(
         r = subprocess.run([*with_only(caps), *args], capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "CAP_" in r.stderr or "MEMLOCK" in r.stderr, r.stderr
+
+
+def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
+    image: Path, net: VethTestbed, sock_path: Path
+) -> None:
+    """Limits a guest cannot exceed. One queue pair flooded without end: the other
+    still carries its traffic meanwhile, and the control thread answers. A guest that
+    stops returning receive buffers (its link down: its driver no longer takes used
+    buffers nor posts new ones): what comes for it waits in its socket's rx ring, at
+    most a ring's worth, and everything beyond is dropped by the kernel and counted;
+    the backend holds nothing else. Every frame sent is then accounted for exactly."""
+    ours, far, host = TWO
+    ip = "10.0.1.2"
+    src, dst = mac_of(far), bytes.fromhex(MAC_A.replace(":", ""))
+    with VhostUser(ours, sock_path, queues=2) as dev, boot(image, sock_path, ip, queues=2) as g:
+        # The guest knows the host's address for good: no ARP of its own, and so no
+        # reply to one, lands on a pair while its frames are being counted.
+        g.check(f"arp -s {host} {src.hex(':')}")
+        # Pair 0 flooded with frames for another MAC (the guest's stack drops them
+        # unseen by its UDP counters) until told to stop.
+        stop = threading.Event()
+        flooded = [0]
+
+        def flood() -> None:
+            junk = [frame(bytes.fromhex("020000000099"), src, host, ip, "udp", bytes(64))] * 64
+            with afxdp_rs.XskSocket(far, 0, rx_size=0) as s:
+                while not stop.is_set():
+                    flooded[0] += s.send(junk, timeout=1.0)
+                s.flush(timeout=5.0)
+
+        before = dev.statistics()
+        udp0 = guest_udp(g)
+        t = threading.Thread(target=flood)
+        t.start()
+        try:
+            eventually(
+                lambda: dev.statistics()[0]["rx_packets"] - before[0]["rx_packets"] > 1000,
+                "the flood to reach the guest",
+                bound=60.0,
+                every=0.1,
+            )
+            # Meanwhile, pair 1: every datagram arrives while pair 0 is still flooded.
+            send_to_guest(far, 1, MAC_A, ip, host, 50)
+            eventually(
+                lambda: guest_udp(g)["NoPorts"] - udp0["NoPorts"] >= 50,
+                "50 datagrams on pair 1 during the flood of pair 0",
+                bound=60.0,
+                every=0.1,
+            )
+            assert not stop.is_set() and t.is_alive()
+        finally:
+            stop.set()
+            t.join(30)
+        assert guest_udp(g)["NoPorts"] - udp0["NoPorts"] == 50
+        clean(dev.statistics())
+
+        # The guest stops returning buffers; 5,000 frames come for it on pair 0, more
+        # than its posted buffers (1,024) and the socket's rx ring (2,048) hold.
+        g.check("ip link set eth0 down")
+        mid, far0 = dev.statistics()[0], net.link_stats(far)
+        count = 5000
+        frames = [frame(dst, src, host, ip, "udp", i.to_bytes(8, "big")) for i in range(count)]
+        send_from(far, 0, frames)
+
+        def arrived(q: dict[str, Any]) -> tuple[int, int]:
+            k, m = q["kernel"], mid["kernel"]
+            dropped = k["rx_ring_full"] - m["rx_ring_full"] + k["rx_dropped"] - m["rx_dropped"]
+            return int(q["rx_packets"]) - int(mid["rx_packets"]), dropped
+
+        lost_on_veth = net.link_stats(far)["tx_dropped"] - far0["tx_dropped"]
+        eventually(
+            lambda: sum(arrived(dev.statistics()[0])) + 2048 + lost_on_veth >= count,
+            "the kernel to drop what the ring cannot hold",
+            bound=60.0,
+            every=0.1,
+        )
+        delivered, dropped = arrived(dev.statistics()[0])
+        assert dropped > 0 and delivered <= 1024, (delivered, dropped)
+        waiting = count - lost_on_veth - delivered - dropped
+        assert 0 <= waiting <= 2048, (delivered, dropped, lost_on_veth)
+        # The control thread answers, and pair 1 is unharmed.
+        assert dev.connected and dev.statistics()[1]["ring_errors"] == 0
+        # Back: what waited in the ring reaches the guest; every frame is accounted for.
+        g.check("ip link set eth0 up")
+        eventually(
+            lambda: sum(arrived(dev.statistics()[0])) + lost_on_veth >= count,
+            "the ring to drain into the guest",
+            bound=60.0,
+            every=0.1,
+        )
+        delivered, dropped = arrived(dev.statistics()[0])
+        assert delivered + dropped + lost_on_veth == count, (delivered, dropped, lost_on_veth)
+        clean(dev.statistics())
+        ping(g, host, count=3)
