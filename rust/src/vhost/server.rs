@@ -187,7 +187,8 @@ pub(super) fn serve<P: NetPort + 'static>(
 /// Serves one frontend connection as [`VhostUser`](super::VhostUser) serves each of
 /// its own (relayed to a daemon of its own, with its worker threads) until it ends,
 /// and says how it ended. For a test or a fuzz target that drives a backend over a
-/// connection of its own.
+/// connection of its own: it returns only once the frontend's end is closed (nothing
+/// else stops it).
 pub fn serve_one<P: NetPort + 'static>(
     backend: Arc<NetBackend<P>>,
     frontend: UnixStream,
