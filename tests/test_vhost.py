@@ -591,7 +591,7 @@ def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
                     flooded[0] += s.send(junk, timeout=1.0)
                 s.flush(timeout=5.0)
 
-        before = dev.statistics()
+        before, far_before = dev.statistics(), net.link_stats(far)
         udp0 = guest_udp(g)
         t = threading.Thread(target=flood)
         t.start()
@@ -614,11 +614,24 @@ def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
         finally:
             stop.set()
             t.join(30)
+        # Every flood frame has left pair 0's ring (to the guest, or dropped and
+        # counted) before anything is counted for the second part.
+        far_lost = net.link_stats(far)["tx_dropped"] - far_before["tx_dropped"]
+
+        def flood_done() -> bool:
+            q, b = dev.statistics()[0], before[0]
+            k, m = q["kernel"], b["kernel"]
+            drops = k["rx_ring_full"] - m["rx_ring_full"] + k["rx_dropped"] - m["rx_dropped"]
+            return bool(q["rx_packets"] - b["rx_packets"] + drops + far_lost >= flooded[0])
+
+        eventually(flood_done, "the flood to leave pair 0's ring", bound=60.0, every=0.1)
         assert guest_udp(g)["NoPorts"] - udp0["NoPorts"] == 50
         clean(dev.statistics())
 
         # The guest stops returning buffers; 5,000 frames come for it on pair 0, more
-        # than its posted buffers (1,024) and the socket's rx ring (2,048) hold.
+        # than its posted buffers (QEMU's rx queue: 256) and the socket's rx ring
+        # (2,048) hold. (The test bed has IPv6 off: no neighbour discovery of the host's
+        # own lands on a pair while it is counted.)
         g.check("ip link set eth0 down")
         mid, far0 = dev.statistics()[0], net.link_stats(far)
         count = 5000
@@ -638,7 +651,7 @@ def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
             every=0.1,
         )
         delivered, dropped = arrived(dev.statistics()[0])
-        assert dropped > 0 and delivered <= 1024, (delivered, dropped)
+        assert dropped > 0 and delivered <= 256, (delivered, dropped)
         waiting = count - lost_on_veth - delivered - dropped
         assert 0 <= waiting <= 2048, (delivered, dropped, lost_on_veth)
         # The control thread answers, and pair 1 is unharmed.
