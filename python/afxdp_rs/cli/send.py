@@ -7,6 +7,7 @@ import bisect
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import click
 
@@ -21,6 +22,7 @@ from afxdp_rs.cli.common import (
     interface_name,
     interval_option,
     json_option,
+    link_stats,
     need_root,
     pick_interface,
     print_json,
@@ -29,6 +31,10 @@ from afxdp_rs.errors import LinkDownError
 from afxdp_rs.pcap import PcapReader
 
 BATCH = 64
+
+
+class _Sends(Protocol):
+    def send(self, packets: list[bytes], timeout: float) -> int: ...
 
 
 def _schedule(
@@ -94,6 +100,49 @@ class _Paced:
                 i = max(j, i + 1)
             if stop.asked:
                 return
+
+
+class _Sender:
+    """Sends chunks whole, also across a link that goes down on the way (send then
+    queues part of a chunk, and the next call says why): while the link is down nothing
+    is queued and it waits, and the time it waited pauses the pacer."""
+
+    def __init__(
+        self,
+        sock: _Sends,
+        name: str,
+        links: LinkNotices,
+        paced: _Paced | None,
+        stop: Stopping,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sock, self._name, self._links = sock, name, links
+        self._paced, self._stop, self._clock = paced, stop, clock
+        self._down_since: float | None = None
+
+    def send(self, chunk: list[bytes], deadline: float | None) -> tuple[int, int]:
+        """All of `chunk` (less when stopped, or when `deadline` passes while the link
+        is down): how many packets and bytes were queued."""
+        packets = size = 0
+        while chunk and not self._stop.asked:
+            try:
+                n = self._sock.send(chunk, timeout=0.5)
+            except LinkDownError:
+                self._links.saw(self._name, True)  # nothing more was queued: wait
+                if self._down_since is None:
+                    self._down_since = self._clock()
+                if deadline is not None and self._clock() >= deadline:
+                    break
+                self._stop.sleep(0.1)
+                continue
+            self._links.saw(self._name, False)
+            if self._down_since is not None and self._paced is not None:
+                self._paced.pause(self._clock() - self._down_since)
+            self._down_since = None
+            packets += n
+            size += sum(len(f) for f in chunk[:n])
+            chunk = chunk[n:]
+        return packets, size
 
 
 def _fast(frames: list[bytes], loops: int, stop: Stopping) -> Iterator[list[bytes]]:
@@ -167,6 +216,7 @@ def send_cmd(
     with bed_or_none(ifname) as tb:
         name = interface_name(ifname, tb)
         before = tb.link_stats(tb.peer) if tb is not None else {}
+        tx_dropped0 = link_stats(name).get("tx_dropped", 0)
         with XskSocket(name, queue, rx_size=0) as sock:
             links = LinkNotices()
             ticks = Intervals(interval, as_json)
@@ -174,27 +224,12 @@ def send_cmd(
             with Rates(f"send {name}:{queue}") as rates, Stopping() as stop:
                 paced = None if plan is None else _Paced(frames, plan, loop, stop)
                 chunks = _fast(frames, loop, stop) if paced is None else iter(paced)
-                down_since: float | None = None
+                sender = _Sender(sock, name, links, paced, stop)
                 for chunk in chunks:
                     if deadline is not None and time.monotonic() >= deadline:
                         break
-                    # All of the chunk, also when the link goes down on the way (send
-                    # then queues part of it, and the next call says why).
-                    while chunk and not stop.asked:
-                        try:
-                            n = sock.send(chunk, timeout=0.5)
-                            links.saw(name, False)
-                            if down_since is not None and paced is not None:
-                                paced.pause(time.monotonic() - down_since)
-                            down_since = None
-                        except LinkDownError:
-                            links.saw(name, True)  # nothing more was queued: wait
-                            if down_since is None:
-                                down_since = time.monotonic()
-                            stop.sleep(0.1)
-                            continue
-                        rates.add(n, sum(len(f) for f in chunk[:n]))
-                        chunk = chunk[n:]
+                    n, size = sender.send(chunk, deadline)
+                    rates.add(n, size)
                     if ticks.due():
                         ticks.emit({"packets": rates.packets, "bytes": rates.bytes})
                 # What is queued leaves: waited for up to 5 s, 1 s once stopped.
@@ -204,6 +239,9 @@ def send_cmd(
                         limit = min(limit, time.monotonic() + 1.0)
                 seconds = rates.seconds
             stats = sock.statistics()
+        # What the kernel dropped at the interface meanwhile (a frame that was being sent
+        # as the link went down, on kernels that drop it then).
+        tx_dropped = link_stats(name).get("tx_dropped", 0) - tx_dropped0
         done = stats["tx_completed"]
         achieved = done / max(seconds, 1e-9)
         arrived = (
@@ -225,6 +263,7 @@ def send_cmd(
                 "mbps_asked": mbps,
                 "multiplier": multiplier,
                 "peer_received": arrived,
+                "tx_dropped": tx_dropped,
                 "link_downs": sum(links.downs.values()),
             },
             lines=True,
@@ -238,6 +277,8 @@ def send_cmd(
         msg += f"; asked for {rate:,.0f} pkt/s: this is as fast as it went"
     if done < rates.packets:
         msg += f"; {rates.packets - done} queued were not sent when it stopped"
+    if tx_dropped:
+        msg += f"; {name} counted {tx_dropped} dropped meanwhile (tx_dropped)"
     if tb is not None:
         msg += f"; {tb.peer} received {arrived}"
     click.echo(msg + links.summary())
