@@ -290,7 +290,6 @@ class Lines:
         return "".join(self.lines)
 
 
-SO_RCVBUFFORCE = 33
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 
 
@@ -395,10 +394,9 @@ def test_send_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) -> 
     with PcapWriter(str(src)) as w:
         for f in frames:
             w.write(f)
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_AFXDP_TEST)) as rx:
-        rx.bind((bed.peer, ETH_P_AFXDP_TEST))
-        # Room for all of them: a reader in Python on a loaded guest may fall behind.
-        rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 22)
+    # The bed's packet socket has room for all of them (a reader in Python on a loaded
+    # guest may fall behind).
+    with bed.packet_socket(bed.peer) as rx:
         rx.settimeout(10.0)
         args = ("send", bed.inner, "--from", str(src), "--loop", "20", "--rate", "1000")
         with afxdp_in(bed, *args) as p:
@@ -436,6 +434,16 @@ def test_send_command_rides_through_a_flap(bed: VethTestbed, tmp_path: Path) -> 
         assert "sent 2000 of 2000" in stdout and got == expected, stdout
 
 
+class FakeClock:
+    """A clock and a `Stopping` in one for the pacer: sleeping moves the time on."""
+
+    now = 0.0
+    asked = False
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_paced_replay_pauses_while_the_link_is_down() -> None:
     """The time a link was down moves the rest of the schedule later: after the flap the
     replay goes on at its rate, not with everything missed in one burst (which a
@@ -443,14 +451,7 @@ def test_a_paced_replay_pauses_while_the_link_is_down() -> None:
     its packet socket that way on a loaded guest)."""
     from afxdp_rs.cli import send
 
-    class Clock:
-        now = 100.0
-        asked = False
-
-        def sleep(self, seconds: float) -> None:
-            self.now += seconds
-
-    clock = Clock()
+    clock = FakeClock()
     frames = [bytes([i]) * 60 for i in range(20)]
     plan = ([k / 10 for k in range(len(frames))], len(frames) / 10)  # 10 packets/s
 
@@ -481,13 +482,6 @@ def test_a_replay_waits_out_a_down_link_and_pauses_its_pace() -> None:
     from afxdp_rs.cli import send
     from afxdp_rs.cli.common import LinkNotices
 
-    class Clock:
-        now = 0.0
-        asked = False
-
-        def sleep(self, seconds: float) -> None:
-            self.now += seconds
-
     class Sock:
         def __init__(self, down_for: int) -> None:
             self.down_for = down_for
@@ -500,7 +494,7 @@ def test_a_replay_waits_out_a_down_link_and_pauses_its_pace() -> None:
             self.sent.extend(packets[:2])  # part of a chunk at a time
             return min(2, len(packets))
 
-    clock = Clock()
+    clock = FakeClock()
     frames = [bytes([i]) * 60 for i in range(5)]
     paced = send._Paced(frames, ([0.0] * 5, 1.0), 1, clock, lambda: clock.now)  # type: ignore[arg-type]
     sock, links = Sock(down_for=7), LinkNotices()

@@ -563,6 +563,15 @@ def test_runs_with_only_the_capabilities_it_needs(
         assert "CAP_" in r.stderr or "MEMLOCK" in r.stderr, r.stderr
 
 
+def arrived(q: dict[str, Any], since: dict[str, Any]) -> tuple[int, int]:
+    """What came for a queue pair since `since` (both from `statistics()`): delivered
+    to the guest, and dropped and counted by the kernel (its rx ring full, or its fill
+    ring empty)."""
+    k, m = q["kernel"], since["kernel"]
+    dropped = k["rx_ring_full"] - m["rx_ring_full"] + k["rx_dropped"] - m["rx_dropped"]
+    return int(q["rx_packets"]) - int(since["rx_packets"]), int(dropped)
+
+
 def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
     image: Path, net: VethTestbed, sock_path: Path
 ) -> None:
@@ -619,10 +628,7 @@ def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
         far_lost = net.link_stats(far)["tx_dropped"] - far_before["tx_dropped"]
 
         def flood_done() -> bool:
-            q, b = dev.statistics()[0], before[0]
-            k, m = q["kernel"], b["kernel"]
-            drops = k["rx_ring_full"] - m["rx_ring_full"] + k["rx_dropped"] - m["rx_dropped"]
-            return bool(q["rx_packets"] - b["rx_packets"] + drops + far_lost >= flooded[0])
+            return sum(arrived(dev.statistics()[0], before[0])) + far_lost >= flooded[0]
 
         eventually(flood_done, "the flood to leave pair 0's ring", bound=60.0, every=0.1)
         assert guest_udp(g)["NoPorts"] - udp0["NoPorts"] == 50
@@ -638,19 +644,14 @@ def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
         frames = [frame(dst, src, host, ip, "udp", i.to_bytes(8, "big")) for i in range(count)]
         send_from(far, 0, frames)
 
-        def arrived(q: dict[str, Any]) -> tuple[int, int]:
-            k, m = q["kernel"], mid["kernel"]
-            dropped = k["rx_ring_full"] - m["rx_ring_full"] + k["rx_dropped"] - m["rx_dropped"]
-            return int(q["rx_packets"]) - int(mid["rx_packets"]), dropped
-
         lost_on_veth = net.link_stats(far)["tx_dropped"] - far0["tx_dropped"]
         eventually(
-            lambda: sum(arrived(dev.statistics()[0])) + 2048 + lost_on_veth >= count,
+            lambda: sum(arrived(dev.statistics()[0], mid)) + 2048 + lost_on_veth >= count,
             "the kernel to drop what the ring cannot hold",
             bound=60.0,
             every=0.1,
         )
-        delivered, dropped = arrived(dev.statistics()[0])
+        delivered, dropped = arrived(dev.statistics()[0], mid)
         assert dropped > 0 and delivered <= 256, (delivered, dropped)
         waiting = count - lost_on_veth - delivered - dropped
         assert 0 <= waiting <= 2048, (delivered, dropped, lost_on_veth)
@@ -659,12 +660,12 @@ def test_a_starved_or_flooded_queue_pair_holds_only_its_own(
         # Back: what waited in the ring reaches the guest; every frame is accounted for.
         g.check("ip link set eth0 up")
         eventually(
-            lambda: sum(arrived(dev.statistics()[0])) + lost_on_veth >= count,
+            lambda: sum(arrived(dev.statistics()[0], mid)) + lost_on_veth >= count,
             "the ring to drain into the guest",
             bound=60.0,
             every=0.1,
         )
-        delivered, dropped = arrived(dev.statistics()[0])
+        delivered, dropped = arrived(dev.statistics()[0], mid)
         assert delivered + dropped + lost_on_veth == count, (delivered, dropped, lost_on_veth)
         clean(dev.statistics())
         ping(g, host, count=3)
